@@ -1,0 +1,3 @@
+from cxrbench.cli import main
+
+main()

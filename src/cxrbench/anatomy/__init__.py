@@ -1,0 +1,1 @@
+"""Anatomy vocabulary (SPEC 4): pathologies, locations and the prompt format."""

@@ -1,0 +1,1 @@
+"""The shared scorer: protocol (resize, pad, normalise), metrics, bootstrap, runner and stored results."""

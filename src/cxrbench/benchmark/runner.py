@@ -1,0 +1,354 @@
+"""Run one method on one dataset: stream samples -> method -> heatmap cache -> protocol -> metrics -> summary.
+
+Images are decoded in a small background thread pool a few pairs ahead of the method. Every heatmap is cached
+as soon as it is computed, so an interrupted run (crash, Ctrl-C, SIGKILL) resumes without recomputing any
+cached pair; scores are recomputed from the cache, which is cheap and keeps them identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass, field
+from itertools import islice
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
+
+from cxrbench.benchmark import store
+from cxrbench.benchmark.aggregate import summarise
+from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key
+from cxrbench.benchmark.metrics import IOU_THRESHOLDS, score_pair
+from cxrbench.benchmark.protocol import check_heatmap, full_frame, to_image_frame
+from cxrbench.errors import CxrbenchError, DataError, MethodFailedError
+from cxrbench.registry import load_dataset, load_method
+from cxrbench.types import Sample
+
+OnError = Literal["fail", "skip"]
+METRICS = ("cnr", "cnr_signed", "miou", "auc", "auc_binned")
+IOU_COLUMNS = tuple(f"iou_{t:g}" for t in IOU_THRESHOLDS)
+SCORE_COLUMNS = ("pair_id", "image_id", "class_name", "prompt", *METRICS, *IOU_COLUMNS, "n_boxes", "cnr_undefined")
+ERROR_COLUMNS = ("pair_id", "image_id", "class_name", "stage", "error")
+_PREFETCH = 4
+
+
+@dataclass
+class RunResult:
+    """What a run produced: its folder, one score row per pair, the error rows and the summary."""
+
+    run_dir: Path
+    scores: pd.DataFrame
+    errors: pd.DataFrame
+    summary: dict[str, Any]
+
+
+@dataclass
+class _Timer:
+    seconds: dict[str, float] = field(default_factory=lambda: {"load": 0.0, "method": 0.0, "score": 0.0})
+
+    def add(self, stage: str, start: float) -> None:
+        self.seconds[stage] += time.perf_counter() - start
+
+
+class _PairError(Exception):
+    """One pair failed at one stage; handled per --on-error."""
+
+    def __init__(self, stage: str, error: Exception):
+        super().__init__(str(error))
+        self.stage = stage
+        self.error = error
+
+
+def _method_config(method: Any) -> dict[str, Any]:
+    config = method.config() if hasattr(method, "config") else {}
+    return {"class": f"{type(method).__module__}.{type(method).__qualname__}", **config}
+
+
+def _dataset_fingerprint(samples: Sequence[Sample]) -> str:
+    """sha256 over the annotations (pair ids, classes, prompts, sizes, boxes) in dataset order."""
+    digest = hashlib.sha256()
+    for s in samples:
+        record = [s.pair_id, s.image_id, s.class_name, s.prompt, s.height, s.width, [b.as_tuple() for b in s.boxes]]
+        digest.update(json.dumps(record).encode("utf-8"))
+    return digest.hexdigest()
+
+
+def _check_samples(samples: Sequence[Sample]) -> None:
+    seen: set[str] = set()
+    for s in samples:
+        if s.pair_id in seen:
+            raise DataError(f"dataset yields pair id {s.pair_id!r} twice; pair ids must be unique")
+        seen.add(s.pair_id)
+
+
+def _prefetch(samples: Sequence[Sample], pool: ThreadPoolExecutor) -> Iterator[tuple[Sample, Future]]:
+    """Yield (sample, future image) with at most _PREFETCH images decoded ahead."""
+    pending: deque[tuple[Sample, Future]] = deque()
+    queue = iter(samples)
+    for sample in islice(queue, _PREFETCH):
+        pending.append((sample, pool.submit(sample.load_image)))
+    while pending:
+        yield pending.popleft()
+        for sample in islice(queue, 1):
+            pending.append((sample, pool.submit(sample.load_image)))
+
+
+class _Engine:
+    """Computes, caches and scores heatmaps for one (method, dataset) run."""
+
+    def __init__(self, method: Any, cache: HeatmapCache | None, timer: _Timer):
+        self.method = method
+        self.name = getattr(method, "name", type(method).__name__)
+        self.cache = cache
+        self.timer = timer
+        self.config = _method_config(method)
+        self.full_frame = getattr(method, "frame", "square") == "full"
+        self.interpolation = getattr(method, "interpolation", "bilinear")
+        self.oracle = bool(getattr(method, "uses_ground_truth", False))
+        self.batch_size = max(1, int(getattr(method, "batch_size", 1))) if hasattr(method, "heatmaps") else 1
+        self.computed = 0
+
+    def key(self, sample: Sample) -> str | None:
+        if self.cache is None:
+            return None
+        return cache_key(self.name, self.config, sample.pair_id, sample.prompt, sample.image.fingerprint())
+
+    def _call(self, samples: list[Sample], images: list[np.ndarray | None]) -> list[np.ndarray]:
+        start = time.perf_counter()
+        try:
+            if self.oracle:
+                maps = [self.method.heatmap_for_sample(s) for s in samples]
+            elif len(samples) > 1:
+                maps = list(self.method.heatmaps(images, [s.prompt for s in samples]))
+            else:
+                maps = [self.method.heatmap(images[0], samples[0].prompt)]
+        except CxrbenchError as exc:
+            raise _PairError("method", exc) from exc
+        except Exception as exc:
+            message = f"method '{self.name}' raised {type(exc).__name__}: {exc}"
+            raise _PairError("method", MethodFailedError(message)) from exc
+        finally:
+            self.timer.add("method", start)
+        if len(maps) != len(samples):
+            raise _PairError(
+                "method",
+                MethodFailedError(f"method '{self.name}' returned {len(maps)} heatmaps for {len(samples)} images"),
+            )
+        return maps
+
+    def heatmaps(self, batch: list[tuple[Sample, Future | None]]) -> Iterator[tuple[Sample, np.ndarray | _PairError]]:
+        """Heatmaps for a batch (cached ones read back), in order, each or the error it raised."""
+        results: dict[str, np.ndarray | _PairError] = {}
+        todo: list[tuple[Sample, np.ndarray | None, str | None]] = []
+        for sample, future in batch:
+            key = self.key(sample)
+            cached = self.cache.get(key) if key is not None else None
+            if cached is not None:
+                results[sample.pair_id] = cached
+                continue
+            image = None
+            if not self.oracle:
+                start = time.perf_counter()
+                try:  # a cache entry found corrupt just now has no prefetched image: load it here
+                    image = future.result() if future is not None else sample.load_image()
+                except CxrbenchError as exc:
+                    results[sample.pair_id] = _PairError("load", exc)
+                    continue
+                except Exception as exc:
+                    results[sample.pair_id] = _PairError(
+                        "load", DataError(f"cannot read image of pair {sample.pair_id}: {exc}")
+                    )
+                    continue
+                finally:
+                    self.timer.add("load", start)
+            todo.append((sample, image, key))
+        if todo:
+            try:
+                maps = self._call([s for s, _, _ in todo], [im for _, im, _ in todo])
+            except _PairError as err:
+                maps = [err] * len(todo)
+            for (sample, _, key), heatmap in zip(todo, maps, strict=True):
+                results[sample.pair_id] = self._validate_and_store(sample, key, heatmap)
+        for sample, _ in batch:
+            yield sample, results[sample.pair_id]
+
+    def _validate_and_store(self, sample: Sample, key: str | None, heatmap: Any) -> np.ndarray | _PairError:
+        if isinstance(heatmap, _PairError):
+            return heatmap
+        try:
+            heatmap = check_heatmap(heatmap, f"heatmap of method '{self.name}' for pair {sample.pair_id}")
+        except CxrbenchError as exc:
+            return _PairError("method", exc)
+        self.computed += 1
+        if key is not None:
+            self.cache.put(key, heatmap)
+        return heatmap
+
+    def score(self, sample: Sample, heatmap: np.ndarray) -> dict[str, Any]:
+        start = time.perf_counter()
+        try:
+            if self.full_frame:
+                frame = full_frame(heatmap, sample.height, sample.width)
+            else:
+                frame = to_image_frame(heatmap, sample.height, sample.width, self.interpolation)
+        except CxrbenchError as exc:
+            raise _PairError("score", exc) from exc
+        scores = score_pair(frame, sample.boxes)
+        self.timer.add("score", start)
+        return {
+            "pair_id": sample.pair_id,
+            "image_id": sample.image_id,
+            "class_name": sample.class_name,
+            "prompt": sample.prompt,
+            "cnr": scores.cnr,
+            "cnr_signed": scores.cnr_signed,
+            "miou": scores.miou,
+            "auc": scores.auc,
+            "auc_binned": scores.auc_binned,
+            **dict(zip(IOU_COLUMNS, scores.iou, strict=True)),
+            "n_boxes": len(sample.boxes),
+            "cnr_undefined": scores.cnr_undefined,
+        }
+
+
+def _needs_image(engine: _Engine, sample: Sample) -> bool:
+    if engine.oracle:
+        return False
+    key = engine.key(sample)
+    return key is None or key not in engine.cache
+
+
+def run_benchmark(
+    method: str | Any,
+    dataset: str | Any,
+    *,
+    data_root: str | None = None,
+    method_options: dict[str, Any] | None = None,
+    dataset_options: dict[str, Any] | None = None,
+    out: str | Path = "runs",
+    limit: int | None = None,
+    seed: int = 0,
+    n_resamples: int = 10_000,
+    confidence: float = 0.95,
+    force: bool = False,
+    on_error: OnError = "fail",
+    progress: bool = True,
+) -> RunResult:
+    """Run `method` on `dataset` (registered names or objects) and store the results.
+
+    Writes `<out>/<dataset>/<method>/scores.csv` (one row per pair), `summary.json` (per-class means and CIs,
+    the Average row, config, versions, timings) and `errors.csv` (pairs skipped with on_error="skip").
+    """
+    if on_error not in ("fail", "skip"):
+        raise CxrbenchError(f"--on-error must be 'fail' or 'skip', not {on_error!r}")
+    started = time.perf_counter()
+    if isinstance(dataset, str):
+        dataset = load_dataset(dataset, data_root=data_root, **(dataset_options or {}))
+    if isinstance(method, str):
+        method = load_method(method, **(method_options or {}))
+    method_name = getattr(method, "name", type(method).__name__)
+    samples = list(islice(iter(dataset), limit))
+    _check_samples(samples)
+    folder = store.run_dir(out, dataset.name, method_name)
+    timer = _Timer()
+    with RunLock(folder):
+        cache = HeatmapCache(folder / store.HEATMAPS) if getattr(method, "cacheable", True) else None
+        if cache is not None and force:
+            cache.clear()
+        engine = _Engine(method, cache, timer)
+        rows, errors = _score_all(engine, samples, on_error, folder, progress)
+        scores = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+        error_frame = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
+        summary = {
+            "dataset": dataset.name,
+            "method": method_name,
+            "classes": summarise(scores, METRICS, list(dataset.classes), n_resamples, confidence, seed),
+            "n_pairs": len(samples),
+            "n_scored": len(scores),
+            "n_errors": len(error_frame),
+            "n_cnr_undefined_pairs": int((scores["cnr_undefined"] > 0).sum()),
+            "config": {
+                "method_config": engine.config,
+                "dataset_options": {"data_root": data_root, **(dataset_options or {})},
+                "dataset_fingerprint": _dataset_fingerprint(samples),
+                "limit": limit,
+                "seed": seed,
+                "n_resamples": n_resamples,
+                "confidence": confidence,
+                "iou_thresholds": list(IOU_THRESHOLDS),
+                "interpolation": engine.interpolation,
+                "frame": "full" if engine.full_frame else "square",
+                "on_error": on_error,
+                "command": store.command_line(),
+            },
+            "versions": store.package_versions(),
+            "git_commit": store.git_commit(),
+            "timings": {
+                "total_s": round(time.perf_counter() - started, 3),
+                **{f"{k}_s": round(v, 3) for k, v in timer.seconds.items()},
+                "heatmaps_computed": engine.computed,
+                "heatmaps_from_cache": len(samples) - engine.computed - len(error_frame),
+            },
+        }
+        store.write_table(folder / store.SCORES, scores)
+        errors_path = folder / store.ERRORS
+        if errors:
+            store.write_table(errors_path, error_frame)
+        else:
+            errors_path.unlink(missing_ok=True)
+        store.write_summary(folder / store.SUMMARY, summary)
+    return RunResult(folder, scores, error_frame, summary)
+
+
+def _score_all(
+    engine: _Engine, samples: list[Sample], on_error: OnError, folder: Path, progress: bool
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = []
+    errors: list[dict[str, Any]] = []
+    bar = tqdm(total=len(samples), unit="pair", desc=f"{engine.name}", disable=not progress, dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cxrbench-load") as pool:
+        todo = [s for s in samples if _needs_image(engine, s)]
+        stream = _prefetch(todo, pool)
+        waiting = {s.pair_id for s in todo}
+        try:
+            for start in range(0, len(samples), engine.batch_size):
+                batch = []
+                for sample in samples[start : start + engine.batch_size]:
+                    future = next(stream)[1] if sample.pair_id in waiting else None
+                    batch.append((sample, future))
+                for sample, result in engine.heatmaps(batch):
+                    try:
+                        if isinstance(result, _PairError):
+                            raise result
+                        rows.append(engine.score(sample, result))
+                    except _PairError as err:
+                        _handle(err, sample, on_error, errors, folder)
+                    bar.update(1)
+        finally:
+            bar.close()
+    return rows, errors
+
+
+def _handle(err: _PairError, sample: Sample, on_error: OnError, errors: list[dict[str, Any]], folder: Path) -> None:
+    if on_error == "fail":
+        raise CxrbenchError(
+            f"pair {sample.pair_id} (image {sample.image_id}), {err.stage}: {err.error} -- heatmaps computed so far "
+            f"are kept in {folder / store.HEATMAPS}; rerun to resume, or pass --on-error skip to log such pairs "
+            f"and go on"
+        ) from err.error
+    errors.append(
+        {
+            "pair_id": sample.pair_id,
+            "image_id": sample.image_id,
+            "class_name": sample.class_name,
+            "stage": err.stage,
+            "error": str(err.error),
+        }
+    )

@@ -1,0 +1,184 @@
+"""The `cxrbench` command: a thin layer over the public functions (run_benchmark, build_leaderboard, ...).
+
+Heavy modules are imported inside the commands, so `cxrbench --help` stays fast and never imports torch.
+User errors print one line and exit with code 2; `--debug` (or CXRBENCH_DEBUG=1) shows the traceback.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+import click
+
+from cxrbench import __version__
+from cxrbench.errors import CxrbenchError
+
+
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _options(pairs: tuple[str, ...]) -> dict[str, str]:
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CxrbenchError(f"--option takes KEY=VALUE, got {pair!r}")
+        out[key.replace("-", "_")] = value
+    return out
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="cxrbench")
+@click.option("--debug", is_flag=True, help="Show full tracebacks instead of one-line errors.")
+@click.pass_context
+def cli(ctx: click.Context, debug: bool) -> None:
+    """Phrase grounding on chest X-rays: run methods on datasets with one exact scoring protocol and
+    bootstrap confidence intervals, then print paper-ready leaderboards."""
+    ctx.obj = {"debug": debug}
+
+
+@cli.command()
+@click.option("--method", "-m", required=True, help="Method name (see `cxrbench list`).")
+@click.option("--dataset", "-d", required=True, help="Dataset name (see `cxrbench list`).")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Folder holding the dataset's files.")
+@click.option("--weights", type=click.Path(path_type=Path), help="Folder with the method's weights.")
+@click.option("--checkpoint", type=click.Path(path_type=Path), help="Tuned checkpoint folder (ldm-tuned).")
+@click.option("--device", help="Torch device for model methods, e.g. cuda, cuda:1, cpu.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Model dtype.")
+@click.option("--option", "-o", "extra", multiple=True, metavar="KEY=VALUE", help="Method-specific option.")
+@click.option(
+    "--out",
+    type=click.Path(path_type=Path),
+    default=Path("runs"),
+    show_default=True,
+    help="Results go to OUT/<dataset>/<method>/.",
+)
+@click.option("--limit", type=click.IntRange(min=1), help="Score only the first N pairs.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option(
+    "--n-resamples", type=click.IntRange(min=1), default=10_000, show_default=True, help="Bootstrap resamples."
+)
+@click.option("--force", is_flag=True, help="Recompute heatmaps even when cached.")
+@click.option(
+    "--on-error",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
+    show_default=True,
+    help="skip: log a failing pair to errors.csv and go on.",
+)
+@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+def run(
+    method: str,
+    dataset: str,
+    data_root: Path | None,
+    weights: Path | None,
+    checkpoint: Path | None,
+    device: str | None,
+    dtype: str | None,
+    extra: tuple[str, ...],
+    out: Path,
+    limit: int | None,
+    seed: int,
+    n_resamples: int,
+    force: bool,
+    on_error: str,
+    no_progress: bool,
+) -> None:
+    """Run METHOD on DATASET, cache heatmaps, score every pair and print the per-class table."""
+    from cxrbench.benchmark.runner import run_benchmark
+    from cxrbench.leaderboard.tables import build_leaderboard, to_markdown
+
+    method_options = {"weights": weights, "checkpoint": checkpoint, "device": device, "dtype": dtype, **_options(extra)}
+    result = run_benchmark(
+        method,
+        dataset,
+        data_root=str(data_root) if data_root else None,
+        method_options=method_options,
+        out=out,
+        limit=limit,
+        seed=seed,
+        n_resamples=n_resamples,
+        force=force,
+        on_error=on_error,
+        progress=not no_progress,
+    )
+    summary = result.summary
+    click.echo(to_markdown(build_leaderboard([summary], metrics=("cnr", "miou", "auc"))), nl=False)
+    timings = summary["timings"]
+    click.echo(
+        f"{summary['n_scored']} pairs scored, {summary['n_errors']} errors, "
+        f"{timings['heatmaps_from_cache']} heatmaps from cache, {timings['total_s']:.1f} s -> {result.run_dir}",
+        err=True,
+    )
+    if summary["n_errors"]:
+        click.echo(f"skipped pairs are listed in {result.run_dir / 'errors.csv'}", err=True)
+
+
+@cli.command()
+@click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
+@click.option("--dataset", "-d", help="Dataset to tabulate (needed when RUNS_DIR holds several).")
+@click.option("--methods", help="Comma-separated methods, in column order (default: all, by name).")
+@click.option(
+    "--metrics", default="cnr,miou", show_default=True, help="Comma-separated: cnr, miou, auc, auc_binned, cnr_signed."
+)
+@click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown", show_default=True)
+@click.option("--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
+@click.option("--bold-best", is_flag=True, help="Bold the best mean per class and metric.")
+def table(
+    runs_dir: Path,
+    dataset: str | None,
+    methods: str | None,
+    metrics: str,
+    fmt: str,
+    output: Path | None,
+    bold_best: bool,
+) -> None:
+    """Build the leaderboard from the runs stored under RUNS_DIR (default: runs)."""
+    from cxrbench.benchmark.store import find_runs, write_atomic
+    from cxrbench.leaderboard.tables import build_leaderboard, render
+
+    board = build_leaderboard(find_runs(runs_dir), dataset, _split(methods), _split(metrics) or ())
+    text = render(board, fmt, bold_best)  # type: ignore[arg-type]
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)
+
+
+@cli.command("list")
+def list_() -> None:
+    """List the registered methods and datasets (plugins included)."""
+    from cxrbench.registry import DATASETS, METHODS
+
+    for registry in (METHODS, DATASETS):
+        click.echo(f"{registry.kind}s:")
+        for entry in registry.entries():
+            click.echo(f"  {entry.name:<18} {entry.summary}")
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console entry point: run the click group, turning user errors into one line and exit code 2."""
+    debug = os.environ.get("CXRBENCH_DEBUG") == "1" or "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        code = cli.main(args=argv, prog_name="cxrbench", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("interrupted; cached heatmaps are kept, rerun the same command to resume", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except CxrbenchError as exc:
+        if debug:
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Leaderboard tables built from stored runs only."""

@@ -1,0 +1,104 @@
+import math
+
+import numpy as np
+import pytest
+from skimage.transform import resize as skimage_resize
+
+from cxrbench.benchmark.protocol import full_frame, normalise, pad_to_frame, resize, to_image_frame
+from cxrbench.errors import MethodOutputError
+
+
+def _naive_nearest(x, height, width):
+    out = np.empty((height, width))
+    for i in range(height):
+        for j in range(width):
+            out[i, j] = x[min(i * x.shape[0] // height, x.shape[0] - 1), min(j * x.shape[1] // width, x.shape[1] - 1)]
+    return out
+
+
+@pytest.mark.parametrize(("height", "width"), [(40, 40), (7, 7), (13, 29), (64, 3), (5, 9)])
+def test_bilinear_resize_equals_skimage_without_antialiasing(height, width):
+    x = np.random.default_rng(height * width).random((9, 12))
+    expected = skimage_resize(x, (height, width), order=1, mode="edge", anti_aliasing=False, preserve_range=True)
+    np.testing.assert_allclose(resize(x, height, width), expected, atol=1e-6)
+
+
+@pytest.mark.parametrize(("height", "width"), [(40, 40), (7, 5), (512, 3)])
+def test_nearest_resize_equals_integer_floor_rule(height, width):
+    x = np.random.default_rng(0).random((16, 11))
+    expected = _naive_nearest(x, height, width).astype(np.float32)
+    np.testing.assert_array_equal(resize(x, height, width, "nearest"), expected)
+
+
+def test_bilinear_does_not_leak_nan_through_zero_weights():
+    x = np.ones((4, 4))
+    x[:, 3] = np.nan
+    out = resize(x, 4, 4)  # identity size: every weight is 0
+    np.testing.assert_array_equal(np.isnan(out), np.isnan(x))
+
+
+@pytest.mark.parametrize(("height", "width"), [(30, 20), (20, 30), (21, 30), (30, 21), (25, 25)])
+def test_pad_is_centred_floor_before_ceil_after(height, width):
+    side = min(height, width)
+    frame = pad_to_frame(np.ones((side, side), dtype=np.float32), height, width)
+    valid_rows = np.flatnonzero(~np.isnan(frame).all(axis=1))
+    valid_cols = np.flatnonzero(~np.isnan(frame).all(axis=0))
+    assert valid_rows[0] == math.floor((height - side) / 2)
+    assert height - 1 - valid_rows[-1] == math.ceil((height - side) / 2)
+    assert valid_cols[0] == math.floor((width - side) / 2)
+    assert width - 1 - valid_cols[-1] == math.ceil((width - side) / 2)
+    assert np.count_nonzero(~np.isnan(frame)) == side * side
+
+
+@pytest.mark.parametrize("source", [(8, 8), (512, 512), (3, 3)])
+@pytest.mark.parametrize(("height", "width"), [(60, 45), (45, 60), (50, 50)])
+def test_to_image_frame_smaller_and_larger_maps(source, height, width):
+    heatmap = np.random.default_rng(1).random(source) * 5 - 2
+    frame = to_image_frame(heatmap, height, width)
+    side = min(height, width)
+    top, left = (height - side) // 2, (width - side) // 2
+    assert frame.shape == (height, width)
+    assert frame.dtype == np.float32
+    assert np.nanmin(frame) == 0.0
+    assert np.nanmax(frame) == 1.0
+    square = frame[top : top + side, left : left + side]
+    assert not np.isnan(square).any()
+    assert np.isnan(frame).sum() == height * width - side * side
+    expected = skimage_resize(heatmap, (side, side), order=1, mode="edge", anti_aliasing=False, preserve_range=True)
+    expected = (expected - expected.min()) / (expected.max() - expected.min())
+    np.testing.assert_allclose(square, expected, atol=1e-5)
+
+
+def test_nan_inside_the_map_stays_excluded():
+    heatmap = np.random.default_rng(2).random((10, 10))
+    heatmap[:, :2] = np.nan  # the method did not look there
+    frame = to_image_frame(heatmap, 10, 14)
+    assert np.isnan(frame[:, :4]).all()
+    assert np.nanmin(frame) == 0.0
+    assert np.nanmax(frame) == 1.0
+
+
+def test_normalise_constant_map_is_zero_and_keeps_nan():
+    out = normalise(np.array([[2.0, np.nan], [2.0, 2.0]], dtype=np.float32))
+    np.testing.assert_array_equal(out, np.array([[0.0, np.nan], [0.0, 0.0]], dtype=np.float32))
+
+
+def test_full_frame_checks_shape():
+    assert full_frame(np.ones((4, 6)), 4, 6).shape == (4, 6)
+    with pytest.raises(MethodOutputError, match=r"\(4, 5\)"):
+        full_frame(np.ones((4, 6)), 4, 5)
+
+
+@pytest.mark.parametrize(
+    ("bad", "message"),
+    [
+        (np.full((4, 4), np.nan), "NaN everywhere"),
+        (np.array([[1.0, np.inf]]), "infinite"),
+        (np.zeros((2, 2, 3)), "2-D"),
+        (np.zeros((0, 4)), "2-D"),
+        ("not a map", "numeric"),
+    ],
+)
+def test_bad_heatmaps_raise_clear_errors(bad, message):
+    with pytest.raises(MethodOutputError, match=message):
+        to_image_frame(bad, 10, 10)

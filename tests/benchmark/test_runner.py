@@ -1,0 +1,218 @@
+import json
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrbench.benchmark.cache import HeatmapCache, RunLock
+from cxrbench.benchmark.runner import SCORE_COLUMNS, run_benchmark
+from cxrbench.datasets.demo import DemoDataset
+from cxrbench.errors import CxrbenchError, RunLockedError
+
+from ..conftest import cxrbench_env
+
+
+class Counting:
+    """Heatmap = image, counting calls; optionally batched."""
+
+    name = "counting"
+
+    def __init__(self):
+        self.calls = 0
+
+    def heatmap(self, image, prompt):
+        self.calls += 1
+        side = min(image.shape)
+        return image[:side, :side] ** 2
+
+
+class Batched(Counting):
+    name = "counting"
+    batch_size = 5
+    batch_calls = 0
+
+    def heatmaps(self, images, prompts):
+        self.batch_calls += 1
+        return [self.heatmap(im, p) for im, p in zip(images, prompts, strict=True)]
+
+
+def _run(method, tmp_path, **kwargs):
+    return run_benchmark(method, "demo", out=tmp_path, limit=12, n_resamples=100, progress=False, **kwargs)
+
+
+def test_outputs_and_summary(tmp_path):
+    result = _run("oracle-gaussian", tmp_path)
+    scores = pd.read_csv(result.run_dir / "scores.csv", dtype={"pair_id": str})
+    assert tuple(scores.columns) == SCORE_COLUMNS
+    assert list(scores["pair_id"]) == [f"demo-{i:03d}" for i in range(12)]
+    summary = json.loads((result.run_dir / "summary.json").read_text())
+    assert summary["n_scored"] == 12
+    assert summary["config"]["seed"] == 0
+    assert summary["versions"]["numpy"] == np.__version__
+    average = summary["classes"]["Average"]
+    class_means = [v["cnr"]["mean"] for k, v in summary["classes"].items() if k != "Average"]
+    assert average["cnr"]["mean"] == pytest.approx(np.mean(class_means))
+    for name, row in summary["classes"].items():
+        if name != "Average":
+            assert row["n"] == (scores["class_name"] == name).sum()
+            assert row["miou"]["mean"] == pytest.approx(scores.loc[scores.class_name == name, "miou"].mean())
+
+
+def test_cached_heatmaps_are_reused_and_force_recomputes(tmp_path):
+    first = Counting()
+    a = _run(first, tmp_path)
+    assert first.calls == 12
+    second = Counting()
+    b = _run(second, tmp_path)
+    assert second.calls == 0
+    pd.testing.assert_frame_equal(a.scores, b.scores)
+    third = Counting()
+    _run(third, tmp_path, force=True)
+    assert third.calls == 12
+
+
+def test_batched_method_gives_the_same_scores(tmp_path):
+    single, batched = Counting(), Batched()
+    a = _run(single, tmp_path / "a")
+    b = _run(batched, tmp_path / "b")
+    assert (batched.batch_calls, batched.calls) == (3, 12)  # 12 pairs in batches of 5
+    pd.testing.assert_frame_equal(a.scores, b.scores)
+
+
+def test_changed_method_config_misses_the_cache(tmp_path):
+    class Scaled(Counting):
+        def __init__(self, power):
+            super().__init__()
+            self.power = power
+
+        def config(self):
+            return {"power": self.power}
+
+    _run(Scaled(1), tmp_path)
+    again, other = Scaled(1), Scaled(2)
+    _run(again, tmp_path)
+    _run(other, tmp_path)
+    assert (again.calls, other.calls) == (0, 12)
+
+
+def test_corrupt_cache_entry_is_recomputed(tmp_path):
+    first = _run(Counting(), tmp_path)
+    entries = sorted((first.run_dir / "heatmaps").glob("*.npy"))
+    entries[0].write_bytes(entries[0].read_bytes()[:-40])  # truncated
+    data = bytearray(entries[1].read_bytes())
+    data[-3] ^= 0xFF  # one flipped byte
+    entries[1].write_bytes(bytes(data))
+    method = Counting()
+    second = _run(method, tmp_path)
+    assert method.calls == 2
+    pd.testing.assert_frame_equal(first.scores, second.scores)
+
+
+def test_second_writer_gets_a_lock_error(tmp_path):
+    with RunLock(tmp_path / "demo" / "oracle-gaussian"), pytest.raises(RunLockedError, match="another cxrbench run"):
+        _run("oracle-gaussian", tmp_path)
+    _run("oracle-gaussian", tmp_path)  # released
+
+
+def test_bad_heatmap_fails_with_pair_and_keeps_the_cache(tmp_path):
+    class BreaksOnFifth(Counting):
+        broken = True
+
+        def heatmap(self, image, prompt):
+            if self.broken and self.calls == 4:
+                self.calls += 1
+                return np.full((3, 3), np.nan)
+            return super().heatmap(image, prompt)
+
+    with pytest.raises(CxrbenchError, match=r"pair demo-004.*NaN everywhere.*rerun to resume"):
+        _run(BreaksOnFifth(), tmp_path)
+    assert len(HeatmapCache(tmp_path / "demo" / "counting" / "heatmaps")) == 4  # failures are never cached
+    method = BreaksOnFifth()
+    method.broken = False
+    _run(method, tmp_path)
+    assert method.calls == 8
+
+
+def test_skip_logs_errors_and_completes(tmp_path):
+    class Raises(Counting):
+        def heatmap(self, image, prompt):
+            if "pneumothorax" in prompt:
+                raise RuntimeError("model exploded")
+            return super().heatmap(image, prompt)
+
+    result = _run(Raises(), tmp_path, on_error="skip")
+    errors = pd.read_csv(result.run_dir / "errors.csv")
+    assert list(errors["pair_id"]) == ["demo-001", "demo-009"]
+    assert errors["error"].str.contains("RuntimeError: model exploded").all()
+    assert result.summary["n_errors"] == 2 and result.summary["n_scored"] == 10
+
+
+def test_unreadable_image_is_a_pair_error(tmp_path, cli):
+    failed = cli("run", "-m", "fake-lesion", "-d", "fake-tiny", "--no-progress")
+    assert failed.returncode == 2
+    assert "pair t1" in failed.stderr and "disk on fire" in failed.stderr
+    assert "Traceback" not in failed.stderr
+    skipped = cli("run", "-m", "fake-lesion", "-d", "fake-tiny", "--on-error", "skip", "--no-progress")
+    assert skipped.returncode == 0, skipped.stderr
+    errors = pd.read_csv(tmp_path / "runs" / "fake-tiny" / "fake-lesion" / "errors.csv")
+    assert list(errors["pair_id"]) == ["t1"] and list(errors["stage"]) == ["load"]
+
+
+def test_wrong_shape_from_a_full_frame_method(tmp_path):
+    class WrongFull(Counting):
+        frame = "full"
+
+    with pytest.raises(CxrbenchError, match="full-frame heatmap has shape"):
+        _run(WrongFull(), tmp_path)
+
+
+def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
+    args = [
+        sys.executable,
+        "-m",
+        "cxrbench",
+        "run",
+        "-m",
+        "fake-slow",
+        "-d",
+        "demo",
+        "--limit",
+        "24",
+        "--n-resamples",
+        "300",
+        "--no-progress",
+        "-o",
+        "delay=0.15",
+    ]
+    env = cxrbench_env(tmp_path)
+    log = tmp_path / "calls.log"
+    cache = tmp_path / "killed" / "demo" / "fake-slow" / "heatmaps"
+    proc = subprocess.Popen(
+        [*args, "--out", "killed"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    deadline = time.time() + 60
+    while time.time() < deadline and len(list(cache.glob("*.npy"))) < 6:
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    cached = len(list(cache.glob("*.npy")))
+    assert 6 <= cached < 24
+    calls_before = len(log.read_text().splitlines())
+    subprocess.run([*args, "--out", "killed"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    resumed_calls = len(log.read_text().splitlines()) - calls_before
+    assert resumed_calls == 24 - cached
+    subprocess.run([*args, "--out", "clean"], cwd=tmp_path, env=env, check=True, capture_output=True)
+    killed = (tmp_path / "killed" / "demo" / "fake-slow" / "scores.csv").read_text()
+    clean = (tmp_path / "clean" / "demo" / "fake-slow" / "scores.csv").read_text()
+    assert killed == clean
+    assert len(pd.read_csv(tmp_path / "clean" / "demo" / "fake-slow" / "scores.csv")) == 24
+
+
+def test_demo_dataset_order_is_the_run_order(tmp_path):
+    result = _run("center-gaussian", tmp_path)
+    expected = [s.pair_id for s in list(DemoDataset())[:12]]
+    assert list(result.scores["pair_id"]) == expected

@@ -1,0 +1,35 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+FAKE_PLUGIN = Path(__file__).parent / "fake_plugin"
+
+
+def cxrbench_env(tmp_path: Path, plugin: bool = True, extra_path: Path | None = None) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    paths = [str(p) for p in (extra_path, FAKE_PLUGIN if plugin else None) if p is not None]
+    if paths:
+        env["PYTHONPATH"] = os.pathsep.join(paths)
+    env["FAKE_PLUGIN_LOG"] = str(tmp_path / "calls.log")
+    return env
+
+
+@pytest.fixture
+def cli(tmp_path):
+    """Run `python -m cxrbench ARGS` in a subprocess (the fake plugin installed), in tmp_path."""
+
+    def run(*args: str, plugin: bool = True, timeout: float = 120) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "cxrbench", *args],
+            cwd=tmp_path,
+            env=cxrbench_env(tmp_path, plugin),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    return run
