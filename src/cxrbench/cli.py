@@ -161,6 +161,47 @@ def list_() -> None:
             click.echo(f"  {entry.name:<18} {entry.summary}")
 
 
+@cli.group()
+def lut() -> None:
+    """The Gaussian look-up table of the 27 anatomical locations (SPEC 4.3)."""
+
+
+@lut.command("build")
+@click.option(
+    "--imagenome",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="Chest ImaGenome gold_bbox_coordinate_annotations_1000images.csv (or its folder).",
+)
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="The table to write (JSON).")
+@click.option(
+    "--k", type=click.FloatRange(min=0, min_open=True), default=3.0, show_default=True, help="sigma = box extent / k."
+)
+def lut_build(imagenome: Path, output: Path, k: float) -> None:
+    """Build the table from the ImaGenome gold boxes."""
+    from cxrbench.anatomy.lut import build_lut
+    from cxrbench.benchmark.store import write_atomic
+    from cxrbench.datasets.imagenome import find_gold_csv, read_gold_boxes
+
+    table = build_lut(read_gold_boxes(imagenome), k=k, source=f"Chest ImaGenome gold boxes: {find_gold_csv(imagenome)}")
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(output, table.to_json())
+    click.echo(f"wrote {output} ({min(table.counts.values())}-{max(table.counts.values())} boxes per location)")
+
+
+@lut.command("show")
+@click.option(
+    "--lut", "lut_path", type=click.Path(path_type=Path), help="A table from `lut build` (default: packaged)."
+)
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="Figure to write (PNG, PDF, SVG).")
+def lut_show(lut_path: Path | None, output: Path) -> None:
+    """Draw the 27 Gaussians on the 512 x 512 frame."""
+    from cxrbench.anatomy.figure import draw_lut
+    from cxrbench.anatomy.lut import load_lut
+
+    click.echo(f"wrote {draw_lut(load_lut(lut_path), output)}")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the click group, turning user errors into one line and exit code 2."""
     debug = os.environ.get("CXRBENCH_DEBUG") == "1" or "--debug" in (argv if argv is not None else sys.argv[1:])

@@ -46,3 +46,15 @@ def make_prompt(locations: Sequence[str], pathology: str) -> str:
     if not locations:
         raise ValueError("a prompt needs at least one location")
     return f"{AND.join(locations)} {pathology}".lower()
+
+
+def parse_prompt(prompt: str) -> tuple[list[str], str]:
+    """Inverse of `make_prompt`: ('left lower <and> right lower', 'atelectasis') -> (locations, Pathology)."""
+    text = " ".join(prompt.lower().split())
+    for pathology in sorted(PATHOLOGIES, key=len, reverse=True):
+        suffix = " " + pathology.lower()
+        if text.endswith(suffix):
+            locations = [loc.strip() for loc in text[: -len(suffix)].split(AND.strip())]
+            if locations and all(loc in LOCATIONS for loc in locations):
+                return locations, pathology
+    raise ValueError(f"{prompt!r} is not a '{{location}} {{pathology}}' prompt over the SPEC 4.1 vocabulary")
