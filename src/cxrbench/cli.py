@@ -161,6 +161,28 @@ def list_() -> None:
             click.echo(f"  {entry.name:<18} {entry.summary}")
 
 
+@cli.command()
+@click.option(
+    "--input",
+    "input_path",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="CSV with columns id, text and optionally pathology.",
+)
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="CSV to write.")
+@click.option("--extractor", type=click.Choice(["rules", "radgraph"]), default="rules", show_default=True)
+@click.option("--weights", type=click.Path(path_type=Path), help="Folder holding radgraph-xl/ (radgraph only).")
+def prompts(input_path: Path, output: Path, extractor: str, weights: Path | None) -> None:
+    """Turn report text into "{location} {pathology}" prompts, one row per (id, pathology) found."""
+    from cxrbench.anatomy.prompts import prompts_from_reports
+    from cxrbench.benchmark.store import write_table
+
+    table = prompts_from_reports(input_path, extractor, weights)  # type: ignore[arg-type]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_table(output, table)
+    click.echo(f"wrote {len(table)} prompts for {table['id'].nunique()} reports to {output}", err=True)
+
+
 @cli.group()
 def lut() -> None:
     """The Gaussian look-up table of the 27 anatomical locations (SPEC 4.3)."""
