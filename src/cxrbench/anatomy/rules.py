@@ -5,14 +5,16 @@ joining words ("and", "with", "but", ...). In each segment, side words (left, ri
 with the nearest zone word (apical, upper, mid, lower, base, costophrenic, pleural, perihilar) to form one of
 the 27 locations; a zone without a side takes the side of the previous segment ("right upper and lower
 lobes"), or "bilateral" when the zone word is plural ("bases", "apices") or, with no side to take, the
-anatomy is ("lower lungs"); special words carry both
-("bibasilar", "biapical", "retrocardiac" = left lower, "lingula"). A segment's locations belong to the
-pathology mentions in it; a segment without a mention gives its locations to the previous segment's
-mentions (or the next one's when it comes first), and a hedging segment ("..., likely atelectasis",
-"... compatible with edema") takes the previous segment's locations. A mention preceded by a negation ("no", "without", "free of", ...)
-within its clause, or followed by "resolved", "cleared", "no longer", ..., is dropped. Per pathology, left X
-and right X become bilateral X ("bilateral base" is written "bibasilar"). Cardiomegaly's location is always
-"cardiomegaly" (the heart region); "pulmonary" applies when a mention has no other location.
+anatomy is ("lower lungs"); special words carry both ("bibasilar", "biapical", "retrocardiac" = left lower,
+"lingula").
+
+A segment's locations belong to the pathology mentions in it; a segment without a mention gives its
+locations to the previous segment's mentions (or the next one's when it comes first), and a hedging segment
+("..., likely atelectasis", "... compatible with edema") takes the previous segment's locations. A mention
+preceded by a negation ("no", "without", "free of", ...) within its clause, or followed by "resolved",
+"cleared", "no longer", ..., is dropped. Per pathology, left X and right X become bilateral X ("bilateral
+base" is written "bibasilar"). Cardiomegaly's location is always "cardiomegaly" (the heart region);
+"pulmonary" applies when a mention has no other location.
 """
 
 from __future__ import annotations
