@@ -50,6 +50,14 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Model dtype.")
 @click.option("--option", "-o", "extra", multiple=True, metavar="KEY=VALUE", help="Method-specific option.")
 @click.option(
+    "--dataset-option",
+    "-O",
+    "dataset_extra",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Dataset-specific option, e.g. lut=lut.json (vindr), split=test, extractor=radgraph.",
+)
+@click.option(
     "--out",
     type=click.Path(path_type=Path),
     default=Path("runs"),
@@ -79,6 +87,7 @@ def run(
     device: str | None,
     dtype: str | None,
     extra: tuple[str, ...],
+    dataset_extra: tuple[str, ...],
     out: Path,
     limit: int | None,
     seed: int,
@@ -97,6 +106,7 @@ def run(
         dataset,
         data_root=str(data_root) if data_root else None,
         method_options=method_options,
+        dataset_options=_options(dataset_extra),
         out=out,
         limit=limit,
         seed=seed,
@@ -181,6 +191,24 @@ def prompts(input_path: Path, output: Path, extractor: str, weights: Path | None
     output.parent.mkdir(parents=True, exist_ok=True)
     write_table(output, table)
     click.echo(f"wrote {len(table)} prompts for {table['id'].nunique()} reports to {output}", err=True)
+
+
+@cli.group()
+def datasets() -> None:
+    """Inspect dataset adapters."""
+
+
+@datasets.command("describe")
+@click.argument("name")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Folder holding the dataset's files.")
+@click.option("--dataset-option", "-O", "dataset_extra", multiple=True, metavar="KEY=VALUE")
+def datasets_describe(name: str, data_root: Path | None, dataset_extra: tuple[str, ...]) -> None:
+    """Pairs, images and boxes per class, next to the published reference sizes."""
+    from cxrbench.datasets.describe import describe_dataset
+    from cxrbench.registry import load_dataset
+
+    dataset = load_dataset(name, data_root=str(data_root) if data_root else None, **_options(dataset_extra))
+    click.echo(describe_dataset(dataset).to_string(index=False))
 
 
 @cli.group()

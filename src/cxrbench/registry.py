@@ -143,6 +143,10 @@ METHODS = Registry(
             "cxrbench.baselines.gaussians:CenterGaussian",
             "floor: one image-independent Gaussian at the image centre (sigma = side / 4)",
         ),
+        "lut-prior": (
+            "cxrbench.baselines.lut_prior:LutPrior",
+            "the location table's Gaussian(s) for the prompt's location(s), without looking at the image",
+        ),
     },
 )
 
@@ -152,7 +156,19 @@ DATASETS = Registry(
     {
         "demo": (
             "cxrbench.datasets.demo:DemoDataset",
-            "60 procedurally generated chest-X-ray-like phantoms over the 8 classes, no download",
+            "64 procedurally generated chest-X-ray-like phantoms over the 8 classes, no download",
+        ),
+        "mscxr": (
+            "cxrbench.datasets.mscxr:MSCXRDataset",
+            "MS-CXR: 1,153 sentence-box pairs on MIMIC-CXR-JPG images, the sentence as prompt",
+        ),
+        "mscxr-loc": (
+            "cxrbench.datasets.mscxr:MSCXRLocDataset",
+            "MS-CXR with each sentence rewritten to '{location} {pathology}'",
+        ),
+        "vindr": (
+            "cxrbench.datasets.vindr:VinDrDataset",
+            "VinDr-CXR test set (DICOM), 7 classes, synthetic location prompts from the table",
         ),
     },
 )

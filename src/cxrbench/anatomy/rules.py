@@ -346,3 +346,16 @@ def sentence_findings(sentence: str, pathologies: Iterable[str] = PATHOLOGIES) -
         else:
             findings[pathology] = merge_locations(locs)
     return findings
+
+
+def anatomy_locations(sentence: str) -> list[str]:
+    """Every location the sentence names, whatever finding it belongs to, merged; "pulmonary" when it names
+    no other. For sentences known to describe one finding (MS-CXR's)."""
+    tokens = _tokens(sentence)
+    found, side = [], None
+    for start, end in _segments(tokens):
+        locs, side = _segment_locations(tokens[start:end], side)
+        found.extend(locs)
+    if not found and "pulmonary" in tokens:
+        found = ["pulmonary"]
+    return merge_locations(found)

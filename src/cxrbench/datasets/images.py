@@ -1,0 +1,55 @@
+"""Image sources for file-based datasets: decoded on demand, fingerprinted by content."""
+
+from __future__ import annotations
+
+import hashlib
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from cxrbench.datasets.dicom import read_dicom
+from cxrbench.errors import DataError
+from cxrbench.types import ImageSource
+
+
+@lru_cache(maxsize=4096)
+def file_fingerprint(path: str) -> str:
+    """sha256 of the file's bytes (cached per path for the life of the process)."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError as exc:
+        raise DataError(f"cannot read image {path}: {exc.strerror}") from exc
+    return digest.hexdigest()
+
+
+@lru_cache(maxsize=4)
+def _dicom_pixels(path: str) -> np.ndarray:
+    """The last few decoded DICOMs are kept: an image's pairs follow each other, so each decodes once."""
+    return read_dicom(Path(path)).pixels
+
+
+def load_jpg(path: Path) -> np.ndarray:
+    """A JPG/PNG radiograph as float32 grayscale in [0, 1] (intensities / 255)."""
+    try:
+        with Image.open(path) as image:
+            gray = image.convert("L") if image.mode not in ("L", "I;16", "I") else image
+            array = np.asarray(gray)
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
+    except (OSError, UnidentifiedImageError) as exc:
+        raise DataError(f"cannot read image {path}: {exc}") from exc
+    scale = 65535.0 if array.dtype == np.uint16 or array.max() > 255 else 255.0
+    return (array.astype(np.float32) / scale).astype(np.float32)
+
+
+def jpg_source(path: Path) -> ImageSource:
+    return ImageSource(lambda: load_jpg(path), lambda: file_fingerprint(str(path)), str(path))
+
+
+def dicom_source(path: Path) -> ImageSource:
+    return ImageSource(lambda: _dicom_pixels(str(path)), lambda: file_fingerprint(str(path)), str(path))

@@ -1,0 +1,175 @@
+"""MS-CXR (SPEC 3): sentence-level boxes on MIMIC-CXR-JPG images, and MS-CXR-loc, the same pairs with each
+sentence rewritten to "{location} {pathology}" (pairs whose sentence names no location are dropped).
+
+Layout: `<data_root>/MS_CXR_Local_Alignment_v*.csv` (the newest version wins, or `csv=FILE`) and the
+MIMIC-CXR-JPG `files/` tree that the CSV's `path` column is relative to (under `<data_root>`, or
+`images=DIR`). Rows with the same (dicom_id, label_text) are one pair with several boxes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import ClassVar
+
+from cxrbench.anatomy.extract import Extractor, extract_locations
+from cxrbench.anatomy.rules import anatomy_locations
+from cxrbench.anatomy.vocabulary import PATHOLOGIES, make_prompt
+from cxrbench.datasets.images import jpg_source
+from cxrbench.datasets.tables import inside_root, parse_box, parse_int, read_table, where
+from cxrbench.errors import DataError
+from cxrbench.types import Box, Sample
+
+COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height")
+BOX_COLUMNS = ("x", "y", "w", "h")
+_CLASSES = {p.lower(): p for p in PATHOLOGIES}
+_VERSION = re.compile(r"MS_CXR_Local_Alignment_v(\d+(?:\.\d+)*)\.csv$")
+REFERENCE_SIZES_LOC = {
+    "Pneumonia": 146,
+    "Pneumothorax": 204,
+    "Consolidation": 105,
+    "Atelectasis": 55,
+    "Edema": 41,
+    "Cardiomegaly": 333,
+    "Lung Opacity": 78,
+    "Pleural Effusion": 81,
+}
+
+
+def find_csv(root: Path) -> Path:
+    """The newest MS_CXR_Local_Alignment_v*.csv in `root` (by version number)."""
+    found = [
+        (tuple(int(p) for p in m.group(1).split(".")), path)
+        for path in root.glob("MS_CXR_Local_Alignment_v*.csv")
+        if (m := _VERSION.search(path.name))
+    ]
+    if not found:
+        raise DataError(f"no MS_CXR_Local_Alignment_v*.csv in {root} (MS-CXR from PhysioNet); or pass csv=FILE")
+    return max(found)[1]
+
+
+class MSCXRDataset:
+    """MS-CXR phrase-grounding pairs; the prompt is the radiologist's sentence."""
+
+    name = "mscxr"
+    classes = PATHOLOGIES
+    reference_sizes: ClassVar[dict[str, int]] = {}
+
+    def __init__(
+        self,
+        data_root: str | Path | None = None,
+        csv: str | Path | None = None,
+        images: str | Path | None = None,
+        split: str | None = None,
+    ):
+        if data_root is None and csv is None:
+            raise DataError(f"the {self.name} dataset needs --data-root DIR (MS-CXR CSV + MIMIC-CXR-JPG files/)")
+        root = Path(data_root) if data_root else Path(csv).parent
+        if not root.is_dir():
+            raise DataError(f"{self.name} data root {root} does not exist")
+        self.csv = Path(csv) if csv else find_csv(root)
+        self.images = Path(images) if images else root
+        self.split = split
+        self._samples = self._read()
+
+    def _read(self) -> list[Sample]:
+        frame = read_table(self.csv, COLUMNS, "MS-CXR file")
+        if self.split is not None:
+            if "split" not in frame.columns:
+                raise DataError(f"{self.csv} has no split column; drop the split option")
+            frame = frame[frame["split"] == self.split]
+        groups: dict[tuple[str, str], list[dict]] = {}
+        for row in frame.to_dict("records"):
+            groups.setdefault((row["dicom_id"], row["label_text"]), []).append(row)
+        samples = []
+        for (dicom_id, text), rows in groups.items():
+            first = rows[0]
+            line = first["_line"]
+            names = {r["category_name"].strip().lower() for r in rows}
+            if len(names) > 1 or next(iter(names)) not in _CLASSES:
+                raise DataError(
+                    f"{where(self.csv, line)}: category {first['category_name']!r} is not one of "
+                    f"{', '.join(PATHOLOGIES)} (or differs between the rows of one pair)"
+                )
+            width = parse_int(first["image_width"], "image_width", self.csv, line)
+            height = parse_int(first["image_height"], "image_height", self.csv, line)
+            boxes = [
+                parse_box([r[c] for c in BOX_COLUMNS], BOX_COLUMNS, self.csv, r["_line"], height, width, xywh=True)
+                for r in rows
+            ]
+            if any(b is None for b in boxes):
+                raise DataError(f"{where(self.csv, line)}: an MS-CXR pair needs a box on every row")
+            sample = self._sample(
+                dicom_id,
+                _CLASSES[names.pop()],
+                text,
+                tuple(boxes),
+                height,
+                width,
+                inside_root(self.images, first["path"], self.csv, line),
+            )
+            if sample is not None:
+                samples.append(sample)
+        return samples
+
+    def _sample(
+        self, dicom_id: str, pathology: str, text: str, boxes: tuple[Box, ...], height: int, width: int, image: Path
+    ) -> Sample | None:
+        return Sample(
+            pair_id=f"{dicom_id}:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:10]}",
+            image_id=dicom_id,
+            class_name=pathology,
+            prompt=self.prompt(text, pathology),
+            boxes=boxes,
+            height=height,
+            width=width,
+            image=jpg_source(image),
+        )
+
+    def prompt(self, text: str, pathology: str) -> str | None:
+        return text
+
+    def __len__(self) -> int:
+        return len(self._samples)
+
+    def __iter__(self) -> Iterator[Sample]:
+        return iter(self._samples)
+
+
+class MSCXRLocDataset(MSCXRDataset):
+    """MS-CXR with each sentence rewritten to "{location} {pathology}" (SPEC 3); pairs without a location are
+    dropped. Locations: every location the sentence names (MS-CXR sentences describe one finding), or, with
+    extractor="radgraph", RadGraph-XL's anatomy of that finding; Cardiomegaly's location is the heart region."""
+
+    name = "mscxr-loc"
+    reference_sizes = REFERENCE_SIZES_LOC
+
+    def __init__(
+        self,
+        data_root: str | Path | None = None,
+        csv: str | Path | None = None,
+        images: str | Path | None = None,
+        split: str | None = None,
+        extractor: Extractor = "rules",
+        weights: str | Path | None = None,
+    ):
+        self.extractor = extractor
+        self.weights = weights
+        super().__init__(data_root, csv, images, split)
+
+    def _sample(
+        self, dicom_id: str, pathology: str, text: str, boxes: tuple[Box, ...], height: int, width: int, image: Path
+    ) -> Sample | None:
+        sample = super()._sample(dicom_id, pathology, text, boxes, height, width, image)
+        return sample if sample.prompt else None
+
+    def prompt(self, text: str, pathology: str) -> str | None:
+        if pathology == "Cardiomegaly":
+            locations = ["cardiomegaly"]
+        elif self.extractor == "rules":
+            locations = anatomy_locations(text)
+        else:
+            locations = extract_locations(text, self.extractor, pathology, self.weights)
+        return make_prompt(locations, pathology) if locations else None

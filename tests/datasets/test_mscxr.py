@@ -1,0 +1,108 @@
+import pandas as pd
+import pytest
+
+from cxrbench.errors import DataError
+from cxrbench.registry import load_dataset
+from cxrbench.testing.mscxr import IMAGES, ROWS, image_path, write_mscxr
+
+
+@pytest.fixture
+def root(tmp_path):
+    return write_mscxr(tmp_path / "mscxr")
+
+
+def test_rows_of_one_sentence_are_one_pair_with_every_box(root):
+    samples = list(load_dataset("mscxr", data_root=str(root)))
+    assert len(samples) == 5  # six rows, two of them one pair
+    by_text = {s.prompt: s for s in samples}
+    effusion = by_text["Small bilateral pleural effusions"]
+    assert [b.as_tuple() for b in effusion.boxes] == [(30, 300, 100, 360), (220, 305, 290, 360)]  # x, y, x+w, y+h
+    assert (effusion.width, effusion.height) == IMAGES[effusion.image_id][2]
+    for sample in samples:
+        assert sample.load_image().shape == (sample.height, sample.width)
+    assert len({s.pair_id for s in samples}) == 5
+
+
+def test_loc_prompts_and_dropped_pairs(root):
+    samples = {s.class_name: s for s in load_dataset("mscxr-loc", data_root=str(root))}
+    assert samples["Pneumonia"].prompt == "right lower pneumonia"
+    assert samples["Pleural Effusion"].prompt == "bilateral pleural pleural effusion"
+    assert samples["Pneumothorax"].prompt == "left apical pneumothorax"
+    assert samples["Cardiomegaly"].prompt == "cardiomegaly cardiomegaly"
+    assert "Lung Opacity" not in samples  # "Patchy airspace opacity" names no location
+
+
+def test_split_option_and_newest_version(root, tmp_path):
+    assert len(list(load_dataset("mscxr", data_root=str(root), split="test"))) == 3
+    older = tmp_path / "csv" / "MS_CXR_Local_Alignment_v1.0.0.csv"
+    older.parent.mkdir()
+    older.write_text((root / "MS_CXR_Local_Alignment_v1.1.0.csv").read_text())
+    explicit = load_dataset("mscxr", data_root=str(root), csv=str(older))
+    assert explicit.csv == older
+
+
+def test_describe_prints_reference_sizes(cli, root):
+    result = cli("datasets", "describe", "mscxr-loc", "--data-root", str(root))
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line.split() for line in result.stdout.splitlines()[1:]}
+    assert lines["Pneumonia"][1:] == ["1", "1", "1", "146"]
+    assert lines["Cardiomegaly"][-1] == "333"
+
+
+def _edit(root, edit):
+    path = root / "MS_CXR_Local_Alignment_v1.1.0.csv"
+    frame = pd.read_csv(path, dtype=str, keep_default_na=False)
+    edit(frame)
+    frame.to_csv(path, index=False)
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda f: f.pop("w"), "lacks the column(s) w"),
+        (lambda f: f.loc.__setitem__((2, "category_name"), "Fracture"), "line 3: category 'Pleural Effusion'"),
+        (lambda f: f.loc.__setitem__((0, "w"), "-5"), "line 2: box (x, y, w, h)"),
+        (lambda f: f.loc.__setitem__((0, "x"), "abc"), "line 2: column x holds 'abc'"),
+        (lambda f: f.loc.__setitem__((3, "path"), "/etc/passwd"), "line 5: image path '/etc/passwd'"),
+        (lambda f: f.loc.__setitem__((3, "path"), "files/../../x.jpg"), "line 5: image path"),
+    ],
+)
+def test_bad_rows_name_file_and_line(root, edit, message):
+    _edit(root, edit)
+    with pytest.raises(DataError) as error:
+        load_dataset("mscxr", data_root=str(root))
+    assert "MS_CXR_Local_Alignment_v1.1.0.csv" in str(error.value)
+    assert message in str(error.value)
+
+
+def test_escaping_symlink_is_rejected(root, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    target = root / image_path(ROWS[0][0])
+    moved = outside / target.name
+    target.rename(moved)
+    target.symlink_to(moved)
+    with pytest.raises(DataError, match=r"line 2: image path .* leaves the data root .* through a symlink"):
+        load_dataset("mscxr", data_root=str(root))
+
+
+def test_missing_image_is_a_pair_error(cli, root):
+    (root / image_path(ROWS[5][0])).unlink()
+    result = cli("run", "-m", "center-gaussian", "-d", "mscxr", "--data-root", str(root), "--no-progress")
+    assert result.returncode == 2
+    assert "image not found" in result.stderr
+    skipped = cli(
+        "run",
+        "-m",
+        "center-gaussian",
+        "-d",
+        "mscxr",
+        "--data-root",
+        str(root),
+        "--no-progress",
+        "--on-error",
+        "skip",
+        "--n-resamples",
+        "50",
+    )
+    assert skipped.returncode == 0, skipped.stderr
