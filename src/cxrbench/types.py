@@ -57,6 +57,7 @@ class ImageSource:
     load: Callable[[], np.ndarray]
     fingerprint: Callable[[], str]
     description: str = ""
+    provenance: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,17 @@ class Sample:
     height: int
     width: int
     image: ImageSource = field(repr=False, compare=False)
+    error: str | None = field(default=None, compare=False)
+
+    @classmethod
+    def broken(cls, pair_id: str, image_id: str, class_name: str, error: str) -> Sample:
+        """A pair the dataset could not build (bad row, unreadable header): the runner reports `error` for it
+        (stops with --on-error fail, logs it with skip) instead of the whole dataset failing to load."""
+
+        def fail() -> np.ndarray:
+            raise DataError(error)
+
+        return cls(pair_id, image_id, class_name, "", (), 0, 0, ImageSource(fail, lambda: "unreadable"), error)
 
     def load_image(self) -> np.ndarray:
         """The image as float32 (H, W) in [0, 1]; checks that its size matches the dataset's record."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import sys
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
@@ -71,13 +72,54 @@ def _method_config(method: Any) -> dict[str, Any]:
     return {"class": f"{type(method).__module__}.{type(method).__qualname__}", **config}
 
 
-def _dataset_fingerprint(samples: Sequence[Sample]) -> str:
-    """sha256 over the annotations (pair ids, classes, prompts, sizes, boxes) in dataset order."""
+def _dataset_manifest(samples: Sequence[Sample]) -> str:
+    """sha256 over every pair's annotation (id, class, prompt, size, boxes) and image content hash, in order."""
     digest = hashlib.sha256()
     for s in samples:
-        record = [s.pair_id, s.image_id, s.class_name, s.prompt, s.height, s.width, [b.as_tuple() for b in s.boxes]]
+        try:
+            image = "unreadable" if s.error else s.image.fingerprint()
+        except DataError as exc:
+            image = f"unreadable: {exc}"
+        record = [
+            s.pair_id,
+            s.image_id,
+            s.class_name,
+            s.prompt,
+            s.height,
+            s.width,
+            [b.as_tuple() for b in s.boxes],
+            image,
+            s.error,
+        ]
         digest.update(json.dumps(record).encode("utf-8"))
     return digest.hexdigest()
+
+
+def _image_records(samples: Sequence[Sample]) -> pd.DataFrame:
+    """One row per image: its source and how its pixels were decoded (DICOM provenance)."""
+    rows = {
+        s.image_id: {"image_id": s.image_id, "source": s.image.description, **s.image.provenance}
+        for s in samples
+        if s.error is None
+    }
+    return pd.DataFrame(list(rows.values()))
+
+
+def _torch_record() -> dict[str, Any] | None:
+    """torch, CUDA and cuDNN versions, devices and numerics flags, when a method imported torch."""
+    torch = sys.modules.get("torch")
+    if torch is None:
+        return None
+    cuda = torch.cuda.is_available()
+    return {
+        "torch": torch.__version__,
+        "cuda": torch.version.cuda,
+        "cudnn": torch.backends.cudnn.version() if cuda else None,
+        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else ["cpu"],
+        "tf32_matmul": torch.backends.cuda.matmul.allow_tf32,
+        "tf32_cudnn": torch.backends.cudnn.allow_tf32,
+        "deterministic_algorithms": torch.are_deterministic_algorithms_enabled(),
+    }
 
 
 def _check_samples(samples: Sequence[Sample]) -> None:
@@ -116,9 +158,14 @@ class _Engine:
         self.computed = 0
 
     def key(self, sample: Sample) -> str | None:
+        """The sample's cache key; None without a cache (or when its image cannot be read: loading will say why)."""
         if self.cache is None:
             return None
-        return cache_key(self.name, self.config, sample.pair_id, sample.prompt, sample.image.fingerprint())
+        try:
+            fingerprint = sample.image.fingerprint()
+        except DataError:
+            return None
+        return cache_key(self.name, self.config, sample.pair_id, sample.prompt, fingerprint)
 
     def _call(self, samples: list[Sample], images: list[np.ndarray | None]) -> list[np.ndarray]:
         start = time.perf_counter()
@@ -148,6 +195,9 @@ class _Engine:
         results: dict[str, np.ndarray | _PairError] = {}
         todo: list[tuple[Sample, np.ndarray | None, str | None]] = []
         for sample, future in batch:
+            if sample.error is not None:
+                results[sample.pair_id] = _PairError("data", DataError(sample.error))
+                continue
             key = self.key(sample)
             cached = self.cache.get(key) if key is not None else None
             if cached is not None:
@@ -219,7 +269,7 @@ class _Engine:
 
 
 def _needs_image(engine: _Engine, sample: Sample) -> bool:
-    if engine.oracle:
+    if engine.oracle or sample.error is not None:
         return False
     key = engine.key(sample)
     return key is None or key not in engine.cache
@@ -277,7 +327,7 @@ def run_benchmark(
             "config": {
                 "method_config": engine.config,
                 "dataset_options": {"data_root": data_root, **(dataset_options or {})},
-                "dataset_fingerprint": _dataset_fingerprint(samples),
+                "dataset_manifest_sha256": _dataset_manifest(samples),
                 "limit": limit,
                 "seed": seed,
                 "n_resamples": n_resamples,
@@ -289,6 +339,7 @@ def run_benchmark(
                 "command": store.command_line(),
             },
             "versions": store.package_versions(),
+            "torch": _torch_record(),
             "git_commit": store.git_commit(),
             "timings": {
                 "total_s": round(time.perf_counter() - started, 3),
@@ -298,6 +349,7 @@ def run_benchmark(
             },
         }
         store.write_table(folder / store.SCORES, scores)
+        store.write_table(folder / store.IMAGES, _image_records(samples))
         errors_path = folder / store.ERRORS
         if errors:
             store.write_table(errors_path, error_frame)

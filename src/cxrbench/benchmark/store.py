@@ -19,6 +19,7 @@ from cxrbench.errors import CxrbenchError
 SCORES = "scores.csv"
 SUMMARY = "summary.json"
 ERRORS = "errors.csv"
+IMAGES = "images.csv"
 HEATMAPS = "heatmaps"
 
 _PACKAGES = (

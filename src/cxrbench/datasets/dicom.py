@@ -55,13 +55,39 @@ def read_header(path: Path) -> pydicom.Dataset:
         raise DataError(f"cannot read DICOM header of {path}: {exc}") from exc
 
 
-def image_size(path: Path) -> tuple[int, int]:
-    """(rows, columns) from the header."""
-    header = read_header(path)
+def image_size(header: pydicom.Dataset, path: Path) -> tuple[int, int]:
+    """(rows, columns) from a header."""
     try:
         return int(header.Rows), int(header.Columns)
     except AttributeError as exc:
         raise DataError(f"{path} has no Rows/Columns: not an image") from exc
+
+
+def pipeline_steps(ds: pydicom.Dataset) -> list[str]:
+    """The steps `read_dicom` applies to this file, known from its header alone."""
+    steps = []
+    if "ModalityLUTSequence" in ds:
+        steps.append("modality LUT")
+    elif "RescaleSlope" in ds or "RescaleIntercept" in ds:
+        slope, intercept = float(getattr(ds, "RescaleSlope", 1)), float(getattr(ds, "RescaleIntercept", 0))
+        steps.append(f"rescale {slope:g} x + {intercept:g}")
+    if "VOILUTSequence" in ds:
+        steps.append("VOI LUT")
+    elif "WindowCenter" in ds:
+        steps.append("window")
+    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+        steps.append("MONOCHROME1 inverted")
+    steps.append("min-max to [0, 1]")
+    return steps
+
+
+def provenance(header: pydicom.Dataset) -> dict[str, str]:
+    """Transfer syntax, photometric interpretation and pipeline steps, for the run's records."""
+    return {
+        "transfer_syntax": str(getattr(header.file_meta, "TransferSyntaxUID", "unknown")),
+        "photometric": str(getattr(header, "PhotometricInterpretation", "")),
+        "steps": "; ".join(pipeline_steps(header)),
+    }
 
 
 def read_dicom(path: Path) -> DicomImage:
@@ -85,23 +111,14 @@ def read_dicom(path: Path) -> DicomImage:
         raise DataError(f"cannot decode {path} (transfer syntax {syntax}): install {plugin}; {exc}") from exc
     except (ValueError, EOFError, OSError) as exc:
         raise DataError(f"{path}: pixel data is truncated or corrupt ({exc})") from exc
-    steps = []
     values = np.asarray(stored)
     if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
         values = apply_modality_lut(values, ds)
-        steps.append(
-            "modality LUT"
-            if "ModalityLUTSequence" in ds
-            else f"rescale {float(getattr(ds, 'RescaleSlope', 1)):g} x + {float(getattr(ds, 'RescaleIntercept', 0)):g}"
-        )
     if "VOILUTSequence" in ds or "WindowCenter" in ds:
         values = apply_voi_lut(values, ds, index=0)
-        steps.append("VOI LUT" if "VOILUTSequence" in ds else "window")
     values = values.astype(np.float64)
     lo, hi = float(values.min()), float(values.max())
     pixels = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
     if photometric == "MONOCHROME1":
         pixels = 1.0 - pixels
-        steps.append("MONOCHROME1 inverted")
-    steps.append("min-max to [0, 1]")
-    return DicomImage(pixels.astype(np.float32), syntax, photometric, steps)
+    return DicomImage(pixels.astype(np.float32), syntax, photometric, pipeline_steps(ds))

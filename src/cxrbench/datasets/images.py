@@ -51,5 +51,5 @@ def jpg_source(path: Path) -> ImageSource:
     return ImageSource(lambda: load_jpg(path), lambda: file_fingerprint(str(path)), str(path))
 
 
-def dicom_source(path: Path) -> ImageSource:
-    return ImageSource(lambda: _dicom_pixels(str(path)), lambda: file_fingerprint(str(path)), str(path))
+def dicom_source(path: Path, provenance: dict[str, str]) -> ImageSource:
+    return ImageSource(lambda: _dicom_pixels(str(path)), lambda: file_fingerprint(str(path)), str(path), provenance)

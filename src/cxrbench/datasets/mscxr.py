@@ -3,7 +3,9 @@ sentence rewritten to "{location} {pathology}" (pairs whose sentence names no lo
 
 Layout: `<data_root>/MS_CXR_Local_Alignment_v*.csv` (the newest version wins, or `csv=FILE`) and the
 MIMIC-CXR-JPG `files/` tree that the CSV's `path` column is relative to (under `<data_root>`, or
-`images=DIR`). Rows with the same (dicom_id, label_text) are one pair with several boxes.
+`images=DIR`). Rows with the same (dicom_id, label_text) are one pair with several boxes. A pair whose rows
+cannot be used (bad box, unknown category, a path leaving the data root) becomes an error pair that the
+runner reports, so one bad row never hides the rest.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from cxrbench.anatomy.vocabulary import PATHOLOGIES, make_prompt
 from cxrbench.datasets.images import jpg_source
 from cxrbench.datasets.tables import inside_root, parse_box, parse_int, read_table, where
 from cxrbench.errors import DataError
-from cxrbench.types import Box, Sample
+from cxrbench.types import Sample
 
 COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height")
 BOX_COLUMNS = ("x", "y", "w", "h")
@@ -85,50 +87,38 @@ class MSCXRDataset:
             groups.setdefault((row["dicom_id"], row["label_text"]), []).append(row)
         samples = []
         for (dicom_id, text), rows in groups.items():
+            pair_id = f"{dicom_id}:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:10]}"
             first = rows[0]
             line = first["_line"]
-            names = {r["category_name"].strip().lower() for r in rows}
-            if len(names) > 1 or next(iter(names)) not in _CLASSES:
-                raise DataError(
-                    f"{where(self.csv, line)}: category {first['category_name']!r} is not one of "
-                    f"{', '.join(PATHOLOGIES)} (or differs between the rows of one pair)"
+            try:
+                names = {r["category_name"].strip().lower() for r in rows}
+                if len(names) > 1 or next(iter(names)) not in _CLASSES:
+                    raise DataError(
+                        f"{where(self.csv, line)}: category {first['category_name']!r} is not one of "
+                        f"{', '.join(PATHOLOGIES)} (or differs between the rows of one pair)"
+                    )
+                width = parse_int(first["image_width"], "image_width", self.csv, line)
+                height = parse_int(first["image_height"], "image_height", self.csv, line)
+                boxes = [
+                    parse_box([r[c] for c in BOX_COLUMNS], BOX_COLUMNS, self.csv, r["_line"], height, width, xywh=True)
+                    for r in rows
+                ]
+                if any(b is None for b in boxes):
+                    raise DataError(f"{where(self.csv, line)}: an MS-CXR pair needs a box on every row")
+                image = inside_root(self.images, first["path"], self.csv, line)
+            except DataError as exc:
+                samples.append(Sample.broken(pair_id, dicom_id, first["category_name"], str(exc)))
+                continue
+            pathology = _CLASSES[names.pop()]
+            prompt = self.prompt(text, pathology)
+            if prompt is not None:  # MS-CXR-loc drops pairs without a location
+                samples.append(
+                    Sample(pair_id, dicom_id, pathology, prompt, tuple(boxes), height, width, jpg_source(image))
                 )
-            width = parse_int(first["image_width"], "image_width", self.csv, line)
-            height = parse_int(first["image_height"], "image_height", self.csv, line)
-            boxes = [
-                parse_box([r[c] for c in BOX_COLUMNS], BOX_COLUMNS, self.csv, r["_line"], height, width, xywh=True)
-                for r in rows
-            ]
-            if any(b is None for b in boxes):
-                raise DataError(f"{where(self.csv, line)}: an MS-CXR pair needs a box on every row")
-            sample = self._sample(
-                dicom_id,
-                _CLASSES[names.pop()],
-                text,
-                tuple(boxes),
-                height,
-                width,
-                inside_root(self.images, first["path"], self.csv, line),
-            )
-            if sample is not None:
-                samples.append(sample)
         return samples
 
-    def _sample(
-        self, dicom_id: str, pathology: str, text: str, boxes: tuple[Box, ...], height: int, width: int, image: Path
-    ) -> Sample | None:
-        return Sample(
-            pair_id=f"{dicom_id}:{hashlib.sha1(text.encode('utf-8')).hexdigest()[:10]}",
-            image_id=dicom_id,
-            class_name=pathology,
-            prompt=self.prompt(text, pathology),
-            boxes=boxes,
-            height=height,
-            width=width,
-            image=jpg_source(image),
-        )
-
     def prompt(self, text: str, pathology: str) -> str | None:
+        """The pair's prompt: the sentence itself."""
         return text
 
     def __len__(self) -> int:
@@ -159,13 +149,8 @@ class MSCXRLocDataset(MSCXRDataset):
         self.weights = weights
         super().__init__(data_root, csv, images, split)
 
-    def _sample(
-        self, dicom_id: str, pathology: str, text: str, boxes: tuple[Box, ...], height: int, width: int, image: Path
-    ) -> Sample | None:
-        sample = super()._sample(dicom_id, pathology, text, boxes, height, width, image)
-        return sample if sample.prompt else None
-
     def prompt(self, text: str, pathology: str) -> str | None:
+        """'{location} {pathology}', or None when the sentence names no location."""
         if pathology == "Cardiomegaly":
             locations = ["cardiomegaly"]
         elif self.extractor == "rules":

@@ -4,7 +4,9 @@ prompts from the location table (SPEC 4.3).
 Layout: `<data_root>/annotations/annotations_test.csv` (or `<data_root>/annotations_test.csv`) with columns
 image_id, rad_id, class_name, x_min, y_min, x_max, y_max, and `<data_root>/test/<image_id>.dicom`.
 One pair per (image, class) holding all that class's boxes; classes are mapped onto the 8 pathologies
-(case-insensitive name match) and VinDr's other findings are left out. Each box's location is the LUT entry
+(case-insensitive name match) and VinDr's other findings are left out. A pair whose rows or image cannot be
+used (bad box, unknown class, missing or unreadable DICOM) becomes an error pair that the runner reports
+(--on-error fail stops on it, skip logs it), so one bad file never hides the rest. Each box's location is the LUT entry
 nearest in squared 2-Wasserstein distance; several boxes give locations joined by " <and> " (each location
 once, in box order).
 """
@@ -16,11 +18,11 @@ from pathlib import Path
 
 from cxrbench.anatomy.lut import load_lut, nearest_location
 from cxrbench.anatomy.vocabulary import PATHOLOGIES, make_prompt
-from cxrbench.datasets.dicom import image_size
+from cxrbench.datasets.dicom import image_size, provenance, read_header
 from cxrbench.datasets.images import dicom_source
 from cxrbench.datasets.tables import inside_root, parse_box, read_table, where
 from cxrbench.errors import DataError
-from cxrbench.types import Box, Sample
+from cxrbench.types import Box, ImageSource, Sample
 
 COLUMNS = ("image_id", "rad_id", "class_name", "x_min", "y_min", "x_max", "y_max")
 BOX_COLUMNS = COLUMNS[3:]
@@ -100,42 +102,55 @@ class VinDrDataset:
         frame = read_table(path, COLUMNS, "VinDr-CXR annotation file")
         groups: dict[tuple[str, str], list[tuple[int, list[str]]]] = {}
         for row in frame.to_dict("records"):
-            line, name = row["_line"], row["class_name"].strip()
-            if name.lower() not in _KNOWN:
-                raise DataError(
-                    f"{where(path, line)}: unknown class {name!r}; VinDr-CXR classes are {', '.join(VINDR_CLASSES)}"
-                )
-            if name.lower() in _TARGET:
-                groups.setdefault((row["image_id"], _TARGET[name.lower()]), []).append(
-                    (line, [row[c] for c in BOX_COLUMNS])
-                )
-        sizes: dict[str, tuple[int, int]] = {}
+            name = row["class_name"].strip()
+            if name.lower() in _TARGET or name.lower() not in _KNOWN:  # unknown classes become error pairs
+                key = (row["image_id"], _TARGET.get(name.lower(), name))
+                groups.setdefault(key, []).append((row["_line"], [row[c] for c in BOX_COLUMNS]))
+        headers: dict[str, tuple[Path, int, int, dict[str, str]] | DataError] = {}
         samples = []
         for (image_id, pathology), rows in groups.items():
-            image = inside_root(self.root, f"test/{image_id}.dicom", path, rows[0][0])
-            if image_id not in sizes:
-                if not image.is_file():
-                    raise DataError(f"{where(path, rows[0][0])}: image {image} not found")
-                sizes[image_id] = image_size(image)
-            height, width = sizes[image_id]
-            boxes = [parse_box(cells, BOX_COLUMNS, path, line, height, width) for line, cells in rows]
-            boxes = [b for b in boxes if b is not None]
-            if not boxes:
+            pair_id = f"{image_id}:{pathology.lower().replace(' ', '_')}"
+            first = rows[0][0]
+            try:
+                if pathology not in PATHOLOGIES:
+                    raise DataError(
+                        f"{where(path, first)}: unknown class {pathology!r}; VinDr-CXR classes are "
+                        f"{', '.join(VINDR_CLASSES)}"
+                    )
+                if image_id not in headers:
+                    headers[image_id] = self._header(image_id, path, first)
+                header = headers[image_id]
+                if isinstance(header, DataError):
+                    raise header
+                image, height, width, record = header
+                boxes = [parse_box(cells, BOX_COLUMNS, path, line, height, width) for line, cells in rows]
+            except DataError as exc:
+                samples.append(Sample.broken(pair_id, image_id, pathology, str(exc)))
                 continue
-            samples.append(self._sample(image_id, pathology, boxes, height, width, image))
+            boxes = [b for b in boxes if b is not None]
+            if boxes:
+                samples.append(
+                    self._sample(pair_id, image_id, pathology, boxes, height, width, dicom_source(image, record))
+                )
         return samples
 
-    def _sample(self, image_id: str, pathology: str, boxes: list[Box], height: int, width: int, image: Path) -> Sample:
+    def _header(self, image_id: str, path: Path, line: int) -> tuple[Path, int, int, dict[str, str]] | DataError:
+        """The image's path, size and DICOM provenance, or the error that makes its pairs unusable."""
+        try:
+            image = inside_root(self.root, f"test/{image_id}.dicom", path, line)
+            if not image.is_file():
+                raise DataError(f"{where(path, line)}: image {image} not found")
+            header = read_header(image)
+            return (image, *image_size(header, image), provenance(header))
+        except DataError as exc:
+            return exc
+
+    def _sample(
+        self, pair_id: str, image_id: str, pathology: str, boxes: list[Box], height: int, width: int, image: ImageSource
+    ) -> Sample:
         locations = list(dict.fromkeys(nearest_location(b, height, width, self.lut) for b in boxes))
         return Sample(
-            pair_id=f"{image_id}:{pathology.lower().replace(' ', '_')}",
-            image_id=image_id,
-            class_name=pathology,
-            prompt=make_prompt(locations, pathology),
-            boxes=tuple(boxes),
-            height=height,
-            width=width,
-            image=dicom_source(image),
+            pair_id, image_id, pathology, make_prompt(locations, pathology), tuple(boxes), height, width, image
         )
 
     def __len__(self) -> int:
