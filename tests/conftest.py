@@ -5,6 +5,19 @@ from pathlib import Path
 
 import pytest
 
+# CI sets this so that tests needing torch fail instead of skipping when it is missing.
+REQUIRE_TORCH = os.environ.get("CXRBENCH_REQUIRE_TORCH") == "1"
+
+
+def require_torch():
+    """The torch module; skips the test without torch, unless CI demands it (then the import error fails)."""
+    if REQUIRE_TORCH:
+        import torch
+
+        return torch
+    return pytest.importorskip("torch")
+
+
 FAKE_PLUGIN = Path(__file__).parent / "fake_plugin"
 
 

@@ -48,6 +48,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--checkpoint", type=click.Path(path_type=Path), help="Tuned checkpoint folder (ldm-tuned).")
 @click.option("--device", help="Torch device for model methods, e.g. cuda, cuda:1, cpu.")
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Model dtype.")
+@click.option("--allow-unverified-weights", is_flag=True, help="Load weight files that have no recorded sha256.")
 @click.option("--option", "-o", "extra", multiple=True, metavar="KEY=VALUE", help="Method-specific option.")
 @click.option(
     "--dataset-option",
@@ -86,6 +87,7 @@ def run(
     checkpoint: Path | None,
     device: str | None,
     dtype: str | None,
+    allow_unverified_weights: bool,
     extra: tuple[str, ...],
     dataset_extra: tuple[str, ...],
     out: Path,
@@ -100,7 +102,14 @@ def run(
     from cxrbench.benchmark.runner import run_benchmark
     from cxrbench.leaderboard.tables import build_leaderboard, to_markdown
 
-    method_options = {"weights": weights, "checkpoint": checkpoint, "device": device, "dtype": dtype, **_options(extra)}
+    method_options = {
+        "weights": weights,
+        "checkpoint": checkpoint,
+        "device": device,
+        "dtype": dtype,
+        "allow_unverified_weights": allow_unverified_weights or None,
+        **_options(extra),
+    }
     result = run_benchmark(
         method,
         dataset,
@@ -191,6 +200,23 @@ def prompts(input_path: Path, output: Path, extractor: str, weights: Path | None
     output.parent.mkdir(parents=True, exist_ok=True)
     write_table(output, table)
     click.echo(f"wrote {len(table)} prompts for {table['id'].nunique()} reports to {output}", err=True)
+
+
+@cli.command()
+@click.option("--weights", type=click.Path(path_type=Path), help="Weights folder (default: $CXRBENCH_HOME/weights).")
+@click.option("--pin", is_flag=True, help="Record the sha256 of the files present in <weights>/SHA256SUMS.")
+def weights(weights: Path | None, pin: bool) -> None:
+    """List the weight files each method family needs, whether they are present and verified."""
+    from cxrbench import weights as registry
+
+    root = registry.weights_root(weights)
+    if pin:
+        click.echo(f"recorded hashes in {registry.pin(root)}", err=True)
+    click.echo(f"weights folder: {root}")
+    for row in registry.status(root):
+        click.echo(f"  {row['family']:<9} {row['file']:<72} {row['status']}")
+        if row["status"] == "missing":
+            click.echo(f"  {'':<9} from: {row['source']}")
 
 
 @cli.group()

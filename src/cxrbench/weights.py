@@ -1,0 +1,188 @@
+"""Model weights: which files each method family needs, where they come from, and safe, verified loading.
+
+Nothing is downloaded. Files are looked up under `--weights DIR`, else `$CXRBENCH_HOME/weights`, else
+`~/.cache/cxrbench/weights`. Every file is checked against its recorded sha256 before anything reads it:
+the hash comes from this table where the publisher gives one, else from `<weights>/SHA256SUMS`, which
+`cxrbench weights --pin` writes after you have checked the files' origin (trust on first use). A file with
+no recorded hash is refused unless the user passes --allow-unverified-weights. `.pth`/`.pt` files are read
+with `torch.load(weights_only=True)` only, and must hold a mapping of names to tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from cxrbench.errors import WeightsError
+
+PIN_FILE = "SHA256SUMS"
+# torch.load(weights_only=True) could run code before 2.6 (CVE-2025-32434).
+MIN_TORCH = (2, 6)
+_LDM = "cxr_image_synthesis_latent_diffusion_model"
+_SD = "stable-diffusion-2-1-base"
+
+
+@dataclass(frozen=True)
+class WeightFile:
+    """One file a method family needs: its path under the weights folder, its public source, its sha256."""
+
+    family: str
+    path: str
+    source: str
+    sha256: str | None = None
+
+
+WEIGHT_FILES: tuple[WeightFile, ...] = (
+    WeightFile("ldm", f"{_LDM}/models/autoencoder.pth", f"MONAI model zoo bundle {_LDM} (large_files.yml)"),
+    WeightFile("ldm", f"{_LDM}/models/diffusion_model.pth", f"MONAI model zoo bundle {_LDM} (large_files.yml)"),
+    WeightFile("ldm", f"{_LDM}/configs/inference.json", f"MONAI model zoo bundle {_LDM}"),
+    WeightFile("ldm", f"{_SD}/text_encoder/config.json", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
+    WeightFile("ldm", f"{_SD}/text_encoder/model.safetensors", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
+    WeightFile("ldm", f"{_SD}/tokenizer/vocab.json", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
+    WeightFile("ldm", f"{_SD}/tokenizer/merges.txt", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
+    WeightFile(
+        "biovil", "biovil_image_resnet50_proj_size_128.pt", "Hugging Face microsoft/BiomedVLP-CXR-BERT-specialized"
+    ),
+    WeightFile(
+        "biovil", "BiomedVLP-CXR-BERT-specialized/config.json", "Hugging Face microsoft/BiomedVLP-CXR-BERT-specialized"
+    ),
+    WeightFile(
+        "biovil",
+        "BiomedVLP-CXR-BERT-specialized/pytorch_model.bin",
+        "Hugging Face microsoft/BiomedVLP-CXR-BERT-specialized",
+    ),
+    WeightFile("biovil-t", "biovil_t_image_model_proj_size_128.pt", "Hugging Face microsoft/BiomedVLP-BioViL-T"),
+    WeightFile("biovil-t", "BiomedVLP-BioViL-T/config.json", "Hugging Face microsoft/BiomedVLP-BioViL-T"),
+    WeightFile("biovil-t", "BiomedVLP-BioViL-T/pytorch_model.bin", "Hugging Face microsoft/BiomedVLP-BioViL-T"),
+    WeightFile("radgraph", "radgraph-xl/weights.th", "Hugging Face StanfordAIMI/RRG_scorers, radgraph-xl.tar.gz"),
+    WeightFile("radgraph", "radgraph-xl/config.json", "Hugging Face StanfordAIMI/RRG_scorers, radgraph-xl.tar.gz"),
+)
+
+
+def weights_root(weights: str | Path | None = None) -> Path:
+    """--weights DIR, else $CXRBENCH_HOME/weights, else ~/.cache/cxrbench/weights."""
+    if weights:
+        return Path(weights)
+    home = os.environ.get("CXRBENCH_HOME")
+    return Path(home) / "weights" if home else Path.home() / ".cache" / "cxrbench" / "weights"
+
+
+def files_of(family: str) -> list[WeightFile]:
+    return [f for f in WEIGHT_FILES if f.family == family]
+
+
+@lru_cache(maxsize=64)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_of(path: Path) -> str:
+    """sha256 of a file (remembered while its size and modification time stay the same)."""
+    stat = path.stat()
+    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
+
+
+def pinned_hashes(root: Path) -> dict[str, str]:
+    """<root>/SHA256SUMS as {relative path: sha256} (sha256sum's format)."""
+    pins = {}
+    path = root / PIN_FILE
+    if path.is_file():
+        for line in path.read_text(encoding="utf-8").splitlines():
+            digest, _, name = line.strip().partition("  ")
+            if digest and name:
+                pins[name.strip()] = digest.lower()
+    return pins
+
+
+def recorded_hash(file: WeightFile, root: Path) -> str | None:
+    return file.sha256 or pinned_hashes(root).get(file.path)
+
+
+def verify(file: WeightFile, root: Path, allow_unverified: bool = False) -> Path:
+    """The file's path once it exists and matches its recorded sha256 (nothing else reads it before)."""
+    path = root / file.path
+    if not path.is_file():
+        raise WeightsError(
+            f"missing weight file {path} (method family {file.family}); it comes from {file.source}. "
+            f"Pass --weights DIR or set CXRBENCH_HOME."
+        )
+    expected = recorded_hash(file, root)
+    if expected is None:
+        if allow_unverified:
+            return path
+        raise WeightsError(
+            f"no recorded sha256 for {path}: check that it came from {file.source}, then record it "
+            f"with `cxrbench weights --weights {root} --pin`, or pass --allow-unverified-weights"
+        )
+    actual = sha256_of(path)
+    if actual != expected:
+        raise WeightsError(
+            f"{path} is corrupt or not the published file: sha256 {actual[:16]}... does not match the "
+            f"recorded {expected[:16]}...; download it again from {file.source}"
+        )
+    return path
+
+
+def pin(root: Path, files: Sequence[WeightFile] = WEIGHT_FILES) -> Path:
+    """Record the sha256 of every present file in <root>/SHA256SUMS, keeping existing pins."""
+    pins = pinned_hashes(root)
+    for file in files:
+        if (root / file.path).is_file():
+            pins[file.path] = sha256_of(root / file.path)
+    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(pins.items()))
+    (root / PIN_FILE).write_text(text, encoding="utf-8")
+    return root / PIN_FILE
+
+
+def status(root: Path) -> list[dict[str, str]]:
+    """Per file: family, path, present?, recorded hash and whether the file matches it."""
+    rows = []
+    for file in WEIGHT_FILES:
+        path = root / file.path
+        expected = recorded_hash(file, root)
+        if not path.is_file():
+            state = "missing"
+        elif expected is None:
+            state = "present, no recorded sha256 (pin it)"
+        else:
+            state = "ok" if sha256_of(path) == expected else "MISMATCH"
+        rows.append(
+            {"family": file.family, "file": file.path, "status": state, "sha256": expected or "", "source": file.source}
+        )
+    return rows
+
+
+def load_state_dict(file: WeightFile, root: Path, allow_unverified: bool = False) -> dict[str, Any]:
+    """A verified `.pth`/`.pt` state dict, unpickled with weights_only=True only: names -> tensors."""
+    path = verify(file, root, allow_unverified)
+    import torch
+
+    version = tuple(int(p) for p in torch.__version__.split("+")[0].split(".")[:2])
+    if version < MIN_TORCH:
+        raise WeightsError(
+            f"torch {torch.__version__} can run code while loading weights (CVE-2025-32434); "
+            f"install torch >= {'.'.join(map(str, MIN_TORCH))}"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError) as exc:
+        raise WeightsError(
+            f"refused to load {path}: it is not a plain tensor file ({type(exc).__name__}: {str(exc).splitlines()[0]})"
+        ) from exc
+    if isinstance(state, Mapping) and "state_dict" in state and isinstance(state["state_dict"], Mapping):
+        state = state["state_dict"]
+    if not isinstance(state, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in state.items()
+    ):
+        raise WeightsError(f"{path} does not hold a mapping of parameter names to tensors")
+    return dict(state)
