@@ -237,6 +237,31 @@ def datasets_describe(name: str, data_root: Path | None, dataset_extra: tuple[st
     click.echo(describe_dataset(dataset).to_string(index=False))
 
 
+@cli.command()
+@click.option(
+    "--mimic-root",
+    required=True,
+    type=click.Path(path_type=Path),
+    help="MIMIC-CXR-JPG root with the CheXpert label and metadata files and files/.",
+)
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="The tuning set to write (CSV).")
+@click.option("--reports", type=click.Path(path_type=Path), help="Folder holding the reports' files/ tree.")
+@click.option("--lut", "lut_path", type=click.Path(path_type=Path), help="Location table (default: packaged).")
+@click.option("--extractor", type=click.Choice(["rules", "radgraph"]), default="rules", show_default=True)
+@click.option("--weights", type=click.Path(path_type=Path), help="Folder holding radgraph-xl/ (radgraph only).")
+def curate(
+    mimic_root: Path, output: Path, reports: Path | None, lut_path: Path | None, extractor: str, weights: Path | None
+) -> None:
+    """Curate the prompt-tuning set (SPEC 5.1) from MIMIC-CXR reports and CheXpert labels."""
+    from cxrbench.benchmark.store import write_table
+    from cxrbench.datasets.mimic import curate_tuning_set, summary_lines
+
+    table = curate_tuning_set(mimic_root, reports, lut_path, extractor, weights)  # type: ignore[arg-type]
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_table(output, table)
+    click.echo("\n".join([*summary_lines(table), f"wrote {output}"]))
+
+
 @cli.group()
 def lut() -> None:
     """The Gaussian look-up table of the 27 anatomical locations (SPEC 4.3)."""

@@ -1,0 +1,134 @@
+"""The prompt-tuning set of SPEC 5.1 from MIMIC-CXR: frontal images of studies with exactly one of the 8
+pathologies (CheXpert labeller, label 1.0), whose report locates it (SPEC 4.2 filters, at least one
+location), each with its "{location} {pathology}" prompt and the locations' Gaussians from the table.
+
+Layout (the PhysioNet releases unpacked together; `reports=DIR` if the reports live elsewhere):
+`<root>/mimic-cxr-2.0.0-chexpert.csv[.gz]`, `<root>/mimic-cxr-2.0.0-metadata.csv[.gz]`,
+`<root>/files/pXX/pXXXXXXXX/sXXXXXXXX/<dicom_id>.jpg` (MIMIC-CXR-JPG) and the reports
+`files/pXX/pXXXXXXXX/sXXXXXXXX.txt` (mimic-cxr-reports.zip) under `<root>` or `<root>/mimic-cxr-reports`.
+Only the FINDINGS and IMPRESSION sections are read when the report has them (the indication's "evaluate for
+pneumonia" is a question, not a finding).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from pathlib import Path
+
+import pandas as pd
+
+from cxrbench.anatomy.extract import Extractor, report_findings
+from cxrbench.anatomy.lut import load_lut
+from cxrbench.anatomy.vocabulary import PATHOLOGIES
+from cxrbench.datasets.tables import read_table
+from cxrbench.errors import DataError
+
+LABELS = "mimic-cxr-2.0.0-chexpert.csv"
+METADATA = "mimic-cxr-2.0.0-metadata.csv"
+COLUMNS = (
+    "image",
+    "dicom_id",
+    "subject_id",
+    "study_id",
+    "pathology",
+    "sentence",
+    "locations",
+    "prompt",
+    "mu_x",
+    "mu_y",
+    "sigma_x",
+    "sigma_y",
+)
+_SECTION = re.compile(r"^\s*([A-Z][A-Z /&]+):", re.MULTILINE)
+
+
+def _find(root: Path, name: str) -> Path:
+    for candidate in (root / name, root / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    raise DataError(f"{root} holds no {name}[.gz] (MIMIC-CXR-JPG 2.0.0 from PhysioNet)")
+
+
+def report_body(text: str) -> str:
+    """The FINDINGS and IMPRESSION sections, or the whole report when it has neither."""
+    marks = [(m.start(), m.end(), m.group(1).strip()) for m in _SECTION.finditer(text)]
+    kept = [
+        text[end : marks[i + 1][0] if i + 1 < len(marks) else len(text)]
+        for i, (_, end, name) in enumerate(marks)
+        if name in ("FINDINGS", "IMPRESSION")
+    ]
+    return "\n\n".join(k.strip() for k in kept) if kept else text
+
+
+def _report_path(reports: Path, subject: str, study: str) -> Path:
+    return reports / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}.txt"
+
+
+def curate_tuning_set(
+    mimic_root: str | Path,
+    reports: str | Path | None = None,
+    lut: str | Path | None = None,
+    extractor: Extractor = "rules",
+    weights: str | Path | None = None,
+    views: tuple[str, ...] = ("PA", "AP"),
+) -> pd.DataFrame:
+    """One row per (frontal image, prompt): see COLUMNS; Gaussian parameters are ";"-joined per location."""
+    root = Path(mimic_root)
+    if not root.is_dir():
+        raise DataError(f"MIMIC-CXR root {root} does not exist")
+    if reports is None:
+        reports = root / "mimic-cxr-reports" if (root / "mimic-cxr-reports" / "files").is_dir() else root
+    reports, table = Path(reports), load_lut(lut)
+    labels_path = _find(root, LABELS)
+    labels = read_table(labels_path, ("subject_id", "study_id", *PATHOLOGIES), "CheXpert label file")
+    positive = labels[list(PATHOLOGIES)].apply(lambda col: col.str.strip().isin(("1", "1.0")))
+    single = labels[positive.sum(axis=1) == 1].assign(pathology=positive.idxmax(axis=1))
+    metadata = read_table(
+        _find(root, METADATA), ("dicom_id", "subject_id", "study_id", "ViewPosition"), "MIMIC-CXR metadata file"
+    )
+    frontal = metadata[metadata["ViewPosition"].isin(views)]
+    images = frontal.groupby(["subject_id", "study_id"])["dicom_id"].apply(list).to_dict()
+    rows = []
+    for study in single.to_dict("records"):
+        subject, study_id, pathology = study["subject_id"], study["study_id"], study["pathology"]
+        dicoms = images.get((subject, study_id))
+        report = _report_path(reports, subject, study_id)
+        if not dicoms or not report.is_file():
+            continue
+        findings = report_findings(
+            report_body(report.read_text(encoding="utf-8", errors="replace")), [pathology], extractor, weights
+        )
+        if not findings:
+            continue
+        finding = findings[0]
+        gaussians = [table.gaussians[loc] for loc in finding.locations]
+        for dicom_id in dicoms:
+            rows.append(
+                {
+                    "image": f"files/p{subject[:2]}/p{subject}/s{study_id}/{dicom_id}.jpg",
+                    "dicom_id": dicom_id,
+                    "subject_id": subject,
+                    "study_id": study_id,
+                    "pathology": pathology,
+                    "sentence": " ".join(finding.sentences),
+                    "locations": ";".join(finding.locations),
+                    "prompt": finding.prompt,
+                    **{
+                        f: ";".join(f"{getattr(g, f):.2f}" for g in gaussians)
+                        for f in ("mu_x", "mu_y", "sigma_x", "sigma_y")
+                    },
+                }
+            )
+    return pd.DataFrame(rows, columns=list(COLUMNS))
+
+
+def summary_lines(table: pd.DataFrame) -> list[str]:
+    """Samples per class and per location, for the command's printout."""
+    lines = [f"{len(table)} samples from {table['study_id'].nunique()} studies"]
+    counts = table["pathology"].value_counts()
+    lines += [f"  {p:<18} {counts.get(p, 0)}" for p in PATHOLOGIES]
+    per_location = Counter(loc for locs in table["locations"] for loc in locs.split(";"))
+    lines.append("per location:")
+    lines += [f"  {loc:<22} {n}" for loc, n in per_location.most_common()]
+    return lines

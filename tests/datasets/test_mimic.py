@@ -1,0 +1,54 @@
+import pandas as pd
+import pytest
+
+from cxrbench.anatomy.lut import load_lut
+from cxrbench.datasets.mimic import curate_tuning_set, report_body
+from cxrbench.errors import DataError
+from cxrbench.testing.mimic import write_mimic
+
+
+@pytest.fixture
+def root(tmp_path):
+    return write_mimic(tmp_path / "mimic")
+
+
+def test_tuning_set_selection(root):
+    table = curate_tuning_set(root)
+    # study 1: atelectasis located (the lateral view is left out); study 2: effusion (uncertain atelectasis is not
+    # positive), left + right across sentences -> bilateral; study 3: two pathologies -> out; study 4: the report
+    # negates the label -> out; study 5: cardiomegaly
+    assert list(table["pathology"]) == ["Atelectasis", "Pleural Effusion", "Cardiomegaly"]
+    assert list(table["prompt"]) == [
+        "left base atelectasis",
+        "bilateral pleural pleural effusion",
+        "cardiomegaly cardiomegaly",
+    ]
+    assert table["image"][0] == "files/p10/p10000032/s50414267/02aa804e-bde0afdd-112c0b34-7bc16630-4e384014.jpg"
+    assert (root / table["image"][0]).is_file()
+    g = load_lut().gaussians["left base"]
+    assert float(table["mu_x"][0]) == pytest.approx(g.mu_x, abs=0.01)
+    assert float(table["sigma_y"][0]) == pytest.approx(g.sigma_y, abs=0.01)
+    assert table["subject_id"][0] == "10000032"
+
+
+def test_indication_is_not_a_finding():
+    report = "INDICATION: Evaluate for pneumonia.\n\nFINDINGS: Lungs are clear.\n\nIMPRESSION: No acute process."
+    assert "pneumonia" not in report_body(report).lower()
+    assert report_body("Right lower lobe pneumonia.") == "Right lower lobe pneumonia."
+
+
+def test_curate_command(cli, root, tmp_path):
+    result = cli("curate", "--mimic-root", str(root), "--output", "tuning.csv")
+    assert result.returncode == 0, result.stderr
+    assert "3 samples from 3 studies" in result.stdout
+    assert "  Atelectasis        1" in result.stdout
+    table = pd.read_csv(tmp_path / "tuning.csv", dtype=str)
+    assert len(table) == 3
+    missing = cli("curate", "--mimic-root", str(tmp_path), "--output", "t.csv")
+    assert missing.returncode == 2
+    assert "mimic-cxr-2.0.0-chexpert.csv" in missing.stderr
+
+
+def test_missing_root(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        curate_tuning_set(tmp_path / "nope")
