@@ -169,6 +169,30 @@ def table(
         click.echo(f"wrote {output}", err=True)
 
 
+@cli.command("export-pairs")
+@click.option("--dataset", "-d", required=True, help="Dataset name (see `cxrbench list`).")
+@click.option("--data-root", type=click.Path(path_type=Path), help="Folder holding the dataset's files.")
+@click.option("--dataset-option", "-O", "dataset_extra", multiple=True, metavar="KEY=VALUE")
+@click.option("--output", required=True, type=click.Path(path_type=Path), help="CSV to write.")
+def export_pairs_command(dataset: str, data_root: Path | None, dataset_extra: tuple[str, ...], output: Path) -> None:
+    """Write the pairs (ids, image paths, prompts, sizes, expected heatmap file names) to run a model elsewhere,
+    then score its outputs with `--method boxes:FILE.csv` or `--method heatmaps:DIR`."""
+    import pandas as pd
+
+    from cxrbench.baselines.predictions import export_pairs
+    from cxrbench.benchmark.store import write_table
+    from cxrbench.registry import load_dataset
+
+    samples = list(load_dataset(dataset, data_root=str(data_root) if data_root else None, **_options(dataset_extra)))
+    rows = export_pairs(samples)
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_table(output, pd.DataFrame(rows))
+    broken = len(samples) - len(rows)
+    click.echo(
+        f"wrote {len(rows)} pairs to {output}" + (f" ({broken} unusable pairs left out)" if broken else ""), err=True
+    )
+
+
 @cli.command("list")
 def list_() -> None:
     """List the registered methods and datasets (plugins included)."""

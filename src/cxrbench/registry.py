@@ -54,10 +54,18 @@ class Entry:
 class Registry:
     """Name -> factory table of one kind ("method" or "dataset")."""
 
-    def __init__(self, kind: str, group: str, builtins: dict[str, tuple[str, str]]):
+    def __init__(
+        self,
+        kind: str,
+        group: str,
+        builtins: dict[str, tuple[str, str]],
+        prefixed: dict[str, tuple[str, str]] | None = None,
+    ):
         self.kind = kind
         self.group = group
         self._entries = {name: Entry(name, target, summary) for name, (target, summary) in builtins.items()}
+        # "prefix:ARG" names: the entry is built with path=ARG (e.g. boxes:predictions.csv)
+        self._prefixed = {p: Entry(f"{p}:", t, s) for p, (t, s) in (prefixed or {}).items()}
         self._plugins_loaded = False
 
     def _load_plugins(self) -> None:
@@ -88,8 +96,9 @@ class Registry:
         return sorted(self._entries)
 
     def entries(self) -> list[Entry]:
+        """Every registered entry by name, then the "prefix:ARG" families."""
         self._load_plugins()
-        return [self._entries[n] for n in sorted(self._entries)]
+        return [*(self._entries[n] for n in sorted(self._entries)), *self._prefixed.values()]
 
     def get(self, name: str) -> Any:
         """The registered factory (class or function) for `name`, with a did-you-mean error."""
@@ -105,7 +114,13 @@ class Registry:
 
     def create(self, name: str, **options: Any) -> Any:
         """Build the entry with the given options; options left at None are not passed."""
-        factory = self.get(name)
+        prefix, sep, argument = name.partition(":")
+        if sep and prefix in self._prefixed:
+            if not argument:
+                raise UnknownNameError(f"{self.kind} '{name}' needs a path after the colon, e.g. {prefix}:FILE")
+            factory, options = self._prefixed[prefix].load(), {**options, "path": argument}
+        else:
+            factory = self.get(name)
         options = {k: v for k, v in options.items() if v is not None}
         check_options(factory, options, f"{self.kind} '{name}'")
         return factory(**options)
@@ -146,6 +161,16 @@ METHODS = Registry(
         "lut-prior": (
             "cxrbench.baselines.lut_prior:LutPrior",
             "the location table's Gaussian(s) for the prompt's location(s), without looking at the image",
+        ),
+    },
+    prefixed={
+        "boxes": (
+            "cxrbench.baselines.predictions:BoxPredictions",
+            "boxes:FILE.csv -- score box predictions made elsewhere (pair_id,x_min,y_min,x_max,y_max), mIoU only",
+        ),
+        "heatmaps": (
+            "cxrbench.baselines.predictions:HeatmapFiles",
+            "heatmaps:DIR -- score heatmaps made elsewhere (<pair_id>.npy files or one .npz)",
         ),
     },
 )

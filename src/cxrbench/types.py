@@ -101,12 +101,16 @@ class Method(Protocol):
     square of the image (NaN where it did not look); see DESIGN.md "The one interface".
 
     Optional attributes read by the runner (defaults in brackets):
-      frame: "square" | "full" ["square"] -- "full" maps are already H x W and are not resized or padded;
+      frame: "square" | "full" | "auto" ["square"] -- "full" maps are already H x W and are not resized or
+        padded; "auto" decides per map (H x W = full, anything else = square);
       interpolation: "bilinear" | "nearest" ["bilinear"] -- used to resize square maps to min(H, W);
       cacheable: bool [True] -- False for methods cheaper to recompute than to read back;
       batch_size: int [1] -- with a `heatmaps(images, prompts)` method, images are passed in batches;
       config() -> dict -- every parameter that changes the heatmap (weights' hashes included): the cache key;
-      uses_ground_truth: bool [False] -- oracles only: `heatmap_for_sample(sample)` is called instead.
+      heatmap_for_sample(sample) -- called instead of `heatmap` when defined: the oracle (the one method that
+        sees the ground truth) and prediction importers (which read the pair id only); no image is loaded;
+      output: "heatmap" | "boxes" ["heatmap"] -- box methods define `boxes_for_sample(sample)` instead and get
+        mIoU only (SPEC 2.5).
     """
 
     name: str

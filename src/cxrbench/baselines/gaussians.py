@@ -35,7 +35,6 @@ class OracleGaussian:
 
     name = "oracle-gaussian"
     frame = "full"
-    uses_ground_truth = True
     cacheable = False
 
     def __init__(self, k: float = 3.0):

@@ -214,3 +214,13 @@ def score_pair(
         auc_binned=split.auc_binned(BINNED_AUC_THRESHOLDS),
         cnr_undefined=undefined,
     )
+
+
+def score_boxes(predicted: Sequence[BoxLike], boxes: Sequence[BoxLike], height: int, width: int) -> PairScores:
+    """SPEC 2.5 for box-only methods: IoU of the union of predicted boxes with the union of target boxes (the
+    same at every threshold); no box predicted = empty mask = IoU 0. CNR and AUC are undefined (NaN)."""
+    pred = boxes_to_mask(predicted, height, width)
+    target = boxes_to_mask(boxes, height, width)
+    union = int(np.count_nonzero(pred | target))
+    iou = np.count_nonzero(pred & target) / union if union else math.nan
+    return PairScores(math.nan, math.nan, (iou,) * len(IOU_THRESHOLDS), iou, math.nan, math.nan, 0)

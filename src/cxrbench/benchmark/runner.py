@@ -24,9 +24,9 @@ import pandas as pd
 from tqdm.auto import tqdm
 
 from cxrbench.benchmark import store
-from cxrbench.benchmark.aggregate import summarise
+from cxrbench.benchmark.aggregate import AVERAGE, summarise
 from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key
-from cxrbench.benchmark.metrics import IOU_THRESHOLDS, score_pair
+from cxrbench.benchmark.metrics import IOU_THRESHOLDS, score_boxes, score_pair
 from cxrbench.benchmark.protocol import check_heatmap, full_frame, to_image_frame
 from cxrbench.errors import CxrbenchError, DataError, MethodFailedError
 from cxrbench.registry import load_dataset, load_method
@@ -35,7 +35,17 @@ from cxrbench.types import Sample
 OnError = Literal["fail", "skip"]
 METRICS = ("cnr", "cnr_signed", "miou", "auc", "auc_binned")
 IOU_COLUMNS = tuple(f"iou_{t:g}" for t in IOU_THRESHOLDS)
-SCORE_COLUMNS = ("pair_id", "image_id", "class_name", "prompt", *METRICS, *IOU_COLUMNS, "n_boxes", "cnr_undefined")
+SCORE_COLUMNS = (
+    "pair_id",
+    "image_id",
+    "class_name",
+    "prompt",
+    *METRICS,
+    *IOU_COLUMNS,
+    "n_boxes",
+    "cnr_undefined",
+    "no_prediction",
+)
 ERROR_COLUMNS = ("pair_id", "image_id", "class_name", "stage", "error")
 _PREFETCH = 4
 
@@ -151,9 +161,11 @@ class _Engine:
         self.cache = cache
         self.timer = timer
         self.config = _method_config(method)
-        self.full_frame = getattr(method, "frame", "square") == "full"
+        self.frame = getattr(method, "frame", "square")
         self.interpolation = getattr(method, "interpolation", "bilinear")
-        self.oracle = bool(getattr(method, "uses_ground_truth", False))
+        self.boxes = getattr(method, "output", "heatmap") == "boxes"
+        # the oracle and prediction importers work per sample (importers read only its pair id) and need no image
+        self.per_sample = self.boxes or hasattr(method, "heatmap_for_sample")
         self.batch_size = max(1, int(getattr(method, "batch_size", 1))) if hasattr(method, "heatmaps") else 1
         self.computed = 0
 
@@ -170,7 +182,9 @@ class _Engine:
     def _call(self, samples: list[Sample], images: list[np.ndarray | None]) -> list[np.ndarray]:
         start = time.perf_counter()
         try:
-            if self.oracle:
+            if self.boxes:
+                maps = [self.method.boxes_for_sample(s) for s in samples]
+            elif self.per_sample:
                 maps = [self.method.heatmap_for_sample(s) for s in samples]
             elif len(samples) > 1:
                 maps = list(self.method.heatmaps(images, [s.prompt for s in samples]))
@@ -204,7 +218,7 @@ class _Engine:
                 results[sample.pair_id] = cached
                 continue
             image = None
-            if not self.oracle:
+            if not self.per_sample:
                 start = time.perf_counter()
                 try:  # a cache entry found corrupt just now has no prefetched image: load it here
                     image = future.result() if future is not None else sample.load_image()
@@ -230,7 +244,7 @@ class _Engine:
             yield sample, results[sample.pair_id]
 
     def _validate_and_store(self, sample: Sample, key: str | None, heatmap: Any) -> np.ndarray | _PairError:
-        if isinstance(heatmap, _PairError):
+        if isinstance(heatmap, _PairError) or self.boxes:
             return heatmap
         try:
             heatmap = check_heatmap(heatmap, f"heatmap of method '{self.name}' for pair {sample.pair_id}")
@@ -241,16 +255,20 @@ class _Engine:
             self.cache.put(key, heatmap)
         return heatmap
 
-    def score(self, sample: Sample, heatmap: np.ndarray) -> dict[str, Any]:
+    def score(self, sample: Sample, prediction: Any) -> dict[str, Any]:
         start = time.perf_counter()
-        try:
-            if self.full_frame:
-                frame = full_frame(heatmap, sample.height, sample.width)
-            else:
-                frame = to_image_frame(heatmap, sample.height, sample.width, self.interpolation)
-        except CxrbenchError as exc:
-            raise _PairError("score", exc) from exc
-        scores = score_pair(frame, sample.boxes)
+        if self.boxes:
+            scores = score_boxes(prediction, sample.boxes, sample.height, sample.width)
+        else:
+            full = self.frame == "full" or (self.frame == "auto" and prediction.shape == (sample.height, sample.width))
+            try:
+                if full:
+                    frame = full_frame(prediction, sample.height, sample.width)
+                else:
+                    frame = to_image_frame(prediction, sample.height, sample.width, self.interpolation)
+            except CxrbenchError as exc:
+                raise _PairError("score", exc) from exc
+            scores = score_pair(frame, sample.boxes)
         self.timer.add("score", start)
         return {
             "pair_id": sample.pair_id,
@@ -265,11 +283,12 @@ class _Engine:
             **dict(zip(IOU_COLUMNS, scores.iou, strict=True)),
             "n_boxes": len(sample.boxes),
             "cnr_undefined": scores.cnr_undefined,
+            "no_prediction": bool(self.boxes and not prediction),
         }
 
 
 def _needs_image(engine: _Engine, sample: Sample) -> bool:
-    if engine.oracle or sample.error is not None:
+    if engine.per_sample or sample.error is not None:
         return False
     key = engine.key(sample)
     return key is None or key not in engine.cache
@@ -316,10 +335,15 @@ def run_benchmark(
         rows, errors = _score_all(engine, samples, on_error, folder, progress)
         scores = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
         error_frame = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
+        classes = summarise(scores, METRICS, list(dataset.classes), n_resamples, confidence, seed)
+        if engine.boxes:  # SPEC 2.5: box methods report how many pairs got no box
+            for name, row in classes.items():
+                group = scores if name == AVERAGE else scores[scores["class_name"] == name]
+                row["misses"] = int(group["no_prediction"].sum())
         summary = {
             "dataset": dataset.name,
             "method": method_name,
-            "classes": summarise(scores, METRICS, list(dataset.classes), n_resamples, confidence, seed),
+            "classes": classes,
             "n_pairs": len(samples),
             "n_scored": len(scores),
             "n_errors": len(error_frame),
@@ -334,7 +358,8 @@ def run_benchmark(
                 "confidence": confidence,
                 "iou_thresholds": list(IOU_THRESHOLDS),
                 "interpolation": engine.interpolation,
-                "frame": "full" if engine.full_frame else "square",
+                "frame": engine.frame,
+                "output": "boxes" if engine.boxes else "heatmap",
                 "on_error": on_error,
                 "command": store.command_line(),
             },

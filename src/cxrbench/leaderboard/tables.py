@@ -24,6 +24,7 @@ METRIC_STYLE: dict[str, tuple[str, float, int]] = {
     "miou": ("mIoU (%)", 100.0, 1),
     "auc": ("AUC (%)", 100.0, 1),
     "auc_binned": ("AUC-5 (%)", 100.0, 1),
+    "misses": ("no box", 1.0, 0),  # box methods: pairs without a predicted box (a count, no interval)
 }
 DEFAULT_METRICS = ("cnr", "miou")
 
@@ -41,12 +42,15 @@ class Leaderboard:
 
     def value(self, cls: str, method: str, metric: str) -> tuple[float, float, float] | None:
         cell = self.cells.get((cls, method, metric))
-        if not cell or cell.get("mean") is None:
+        if not isinstance(cell, dict) or cell.get("mean") is None:
             return None
         scale = METRIC_STYLE[metric][1]
         return cell["mean"] * scale, cell["low"] * scale, cell["high"] * scale
 
     def text(self, cls: str, method: str, metric: str) -> str:
+        if metric == "misses":
+            count = self.cells.get((cls, method, metric))
+            return "--" if count is None else str(count)
         value = self.value(cls, method, metric)
         if value is None:
             return "--"
@@ -57,6 +61,8 @@ class Leaderboard:
     def best(self, cls: str, metric: str) -> set[str]:
         """Methods with the highest mean (as printed) for this class and metric; empty with one method."""
         decimals = METRIC_STYLE[metric][2]
+        if metric == "misses":
+            return set()
         means = {m: round(v[0], decimals) for m in self.methods if (v := self.value(cls, m, metric)) is not None}
         if len(means) < 2:
             return set()
@@ -89,6 +95,8 @@ def build_leaderboard(
                 f"no stored run of {', '.join(missing)} on '{dataset}'; runs exist for {', '.join(sorted(by_method))}"
             )
     order = tuple(methods) if methods else tuple(sorted(by_method))
+    if "misses" not in metrics and any(by_method[m].get("config", {}).get("output") == "boxes" for m in order):
+        metrics = (*metrics, "misses")
     present = {c for m in order for c in by_method[m]["classes"] if c != AVERAGE}
     classes = (*[c for c in PATHOLOGIES if c in present], *sorted(present - set(PATHOLOGIES)), AVERAGE)
     counts: dict[str, str] = {}
@@ -156,6 +164,9 @@ def to_csv(board: Leaderboard) -> str:
         row: dict[str, Any] = {"class": cls, "n": board.counts[cls]}
         for m in board.methods:
             for k in board.metrics:
+                if k == "misses":
+                    row[f"{m}_misses"] = board.cells.get((cls, m, k))
+                    continue
                 value = board.value(cls, m, k) or (math.nan,) * 3
                 row.update({f"{m}_{k}": value[0], f"{m}_{k}_low": value[1], f"{m}_{k}_high": value[2]})
         rows.append(row)
