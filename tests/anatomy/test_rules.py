@@ -1,3 +1,7 @@
+import os
+import sys
+import types
+
 import pandas as pd
 import pytest
 
@@ -154,3 +158,30 @@ def test_radgraph_entities_map_onto_the_vocabulary():
 def test_radgraph_missing_weights_say_what_and_where(tmp_path):
     with pytest.raises(WeightsError, match=r"radgraph-xl/config\.json.*StanfordAIMI/RRG_scorers"):
         RadGraphExtractor(tmp_path)
+
+
+def test_radgraph_extractor_drives_the_package_offline(tmp_path, monkeypatch):
+    """The wrapper builds radgraph.RadGraph from the local folder, offline, and maps its output."""
+    calls = {}
+
+    class FakeRadGraph:
+        def __init__(self, **kwargs):
+            calls.update(kwargs, offline=os.environ.get("HF_HUB_OFFLINE"))
+
+        def __call__(self, sentences):
+            calls["sentences"] = sentences
+            return {"0": GRAPH}
+
+    monkeypatch.setitem(sys.modules, "radgraph", types.SimpleNamespace(RadGraph=FakeRadGraph))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    folder = tmp_path / "radgraph-xl"
+    (folder / "vocabulary").mkdir(parents=True)
+    (folder / "config.json").write_text("{}")
+    (folder / "weights.th").write_bytes(b"")
+    extractor = RadGraphExtractor(tmp_path)
+    assert extractor.findings("Left lower lobe opacity.") == {"Lung Opacity": ["left lower"]}
+    assert calls["model_type"] == "radgraph-xl"
+    assert calls["model_cache_dir"] == str(tmp_path)
+    assert calls["offline"] == "1"
+    assert calls["sentences"] == ["Left lower lobe opacity."]

@@ -79,8 +79,8 @@ class RadGraphExtractor:
             raise CxrbenchError(
                 "the radgraph extractor needs the radgraph package: pip install 'cxrbench[text]'"
             ) from exc
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
-        os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+        os.environ["HF_HUB_OFFLINE"] = "1"  # never download at run time
+        os.environ["TRANSFORMERS_OFFLINE"] = "1"
         self.model = RadGraph(
             model_type=MODEL, model_cache_dir=str(Path(weights)), tokenizer_cache_dir=str(Path(weights) / "tokenizer")
         )
