@@ -9,15 +9,33 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from cxrbench import __version__
 from cxrbench.errors import CxrbenchError
+from cxrbench.types import Dataset
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 
 def _split(value: str | None) -> list[str] | None:
     return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def _dataset(name: str, data_root: Path | None, pairs: tuple[str, ...]) -> Dataset:
+    from cxrbench.registry import load_dataset
+
+    return load_dataset(name, data_root=str(data_root) if data_root else None, **_options(pairs))
+
+
+def _write_table(output: Path, frame: pd.DataFrame) -> None:
+    from cxrbench.benchmark.store import write_table
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_table(output, frame)
 
 
 def _options(pairs: tuple[str, ...]) -> dict[str, str]:
@@ -180,13 +198,10 @@ def export_pairs_command(dataset: str, data_root: Path | None, dataset_extra: tu
     import pandas as pd
 
     from cxrbench.baselines.predictions import export_pairs
-    from cxrbench.benchmark.store import write_table
-    from cxrbench.registry import load_dataset
 
-    samples = list(load_dataset(dataset, data_root=str(data_root) if data_root else None, **_options(dataset_extra)))
+    samples = list(_dataset(dataset, data_root, dataset_extra))
     rows = export_pairs(samples)
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_table(output, pd.DataFrame(rows))
+    _write_table(output, pd.DataFrame(rows))
     broken = len(samples) - len(rows)
     click.echo(
         f"wrote {len(rows)} pairs to {output}" + (f" ({broken} unusable pairs left out)" if broken else ""), err=True
@@ -218,11 +233,9 @@ def list_() -> None:
 def prompts(input_path: Path, output: Path, extractor: str, weights: Path | None) -> None:
     """Turn report text into "{location} {pathology}" prompts, one row per (id, pathology) found."""
     from cxrbench.anatomy.prompts import prompts_from_reports
-    from cxrbench.benchmark.store import write_table
 
     table = prompts_from_reports(input_path, extractor, weights)  # type: ignore[arg-type]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_table(output, table)
+    _write_table(output, table)
     click.echo(f"wrote {len(table)} prompts for {table['id'].nunique()} reports to {output}", err=True)
 
 
@@ -255,10 +268,8 @@ def datasets() -> None:
 def datasets_describe(name: str, data_root: Path | None, dataset_extra: tuple[str, ...]) -> None:
     """Pairs, images and boxes per class, next to the published reference sizes."""
     from cxrbench.datasets.describe import describe_dataset
-    from cxrbench.registry import load_dataset
 
-    dataset = load_dataset(name, data_root=str(data_root) if data_root else None, **_options(dataset_extra))
-    click.echo(describe_dataset(dataset).to_string(index=False))
+    click.echo(describe_dataset(_dataset(name, data_root, dataset_extra)).to_string(index=False))
 
 
 @cli.command()
@@ -277,12 +288,10 @@ def curate(
     mimic_root: Path, output: Path, reports: Path | None, lut_path: Path | None, extractor: str, weights: Path | None
 ) -> None:
     """Curate the prompt-tuning set (SPEC 5.1) from MIMIC-CXR reports and CheXpert labels."""
-    from cxrbench.benchmark.store import write_table
     from cxrbench.datasets.mimic import curate_tuning_set, summary_lines
 
     table = curate_tuning_set(mimic_root, reports, lut_path, extractor, weights)  # type: ignore[arg-type]
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_table(output, table)
+    _write_table(output, table)
     click.echo("\n".join([*summary_lines(table), f"wrote {output}"]))
 
 

@@ -117,6 +117,16 @@ class _Moments:
         mean = float(values.mean())
         return cls(values.size, mean, float(np.square(values - mean).sum()))
 
+    def plus(self, other: _Moments) -> _Moments:
+        """Moments of the union of two disjoint sets (Chan et al.'s pairwise update)."""
+        if other.n == 0:
+            return self
+        if self.n == 0:
+            return other
+        n = self.n + other.n
+        delta = other.mean - self.mean
+        return _Moments(n, self.mean + delta * other.n / n, self.m2 + other.m2 + delta**2 * self.n * other.n / n)
+
     def minus(self, part: _Moments) -> _Moments:
         """Moments of this set without `part` (Chan et al.'s pairwise update, solved for the rest)."""
         n = self.n - part.n
@@ -200,7 +210,7 @@ def score_pair(
     heatmap = np.asarray(heatmap, dtype=np.float32)
     height, width = heatmap.shape
     split = _Split.of(heatmap, boxes_to_mask(boxes, height, width))
-    frame = _Moments.of(np.concatenate([split.target, split.background]))
+    frame = _Moments.of(split.target).plus(_Moments.of(split.background))
     per_box = [_cnr_from_moments(_Moments.of(heatmap[box_slices(b, height, width)]), frame, True) for b in boxes]
     undefined = sum(math.isnan(c) for c in per_box)
     signed = [0.0 if math.isnan(c) else c for c in per_box]
