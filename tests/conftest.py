@@ -1,3 +1,4 @@
+import importlib
 import os
 import subprocess
 import sys
@@ -9,13 +10,15 @@ import pytest
 REQUIRE_TORCH = os.environ.get("CXRBENCH_REQUIRE_TORCH") == "1"
 
 
-def require_torch():
-    """The torch module; skips the test without torch, unless CI demands it (then the import error fails)."""
+def require(module: str):
+    """Import a torch-family module; skip without it, unless CI demands it (then the import error fails)."""
     if REQUIRE_TORCH:
-        import torch
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
 
-        return torch
-    return pytest.importorskip("torch")
+
+def require_torch():
+    return require("torch")
 
 
 FAKE_PLUGIN = Path(__file__).parent / "fake_plugin"

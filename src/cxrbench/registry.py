@@ -158,6 +158,10 @@ METHODS = Registry(
             "cxrbench.baselines.gaussians:CenterGaussian",
             "floor: one image-independent Gaussian at the image centre (sigma = side / 4)",
         ),
+        "ldm-zeroshot": (
+            "cxrbench.methods.ldm.zeroshot:LdmZeroShot",
+            "frozen MONAI CXR latent diffusion model read through its cross-attention (needs cxrbench[ldm])",
+        ),
         "lut-prior": (
             "cxrbench.baselines.lut_prior:LutPrior",
             "the location table's Gaussian(s) for the prompt's location(s), without looking at the image",

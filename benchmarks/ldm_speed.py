@@ -1,0 +1,178 @@
+"""ldm-zeroshot cost (issue: ldm-zeroshot). Prints numbers; not a test.
+
+1. U-Net forward passes and FLOPs per image for the literal reference schedule and the fast path, counted
+   with torch's FlopCounterMode on the full-size architecture (random weights, batch 1, 64 x 64 latent):
+   reference = 334 steps x 2 contexts of full passes; fast = 179 unconditional full passes + 60 conditional
+   passes stopped after the last recorded layer, + 60 more such passes for each extra prompt of an image.
+2. Wall time on this machine's CPU for the tiny test model (cxrbench.testing.ldm): reference vs fast, for
+   1 and 4 prompts on one image.
+3. With a CUDA device: the full-size architecture in bfloat16, images/s and peak memory at batch 1 and 8.
+
+Usage: python benchmarks/ldm_speed.py [--skip-wall]
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from monai.networks.nets import DiffusionModelUNet
+from torch.utils.flop_counter import FlopCounterMode
+
+from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS, RECORDED_STEPS, StopForward, cross_attention_name
+
+FULL = {
+    "spatial_dims": 2,
+    "in_channels": 3,
+    "out_channels": 3,
+    "num_res_blocks": 2,
+    "channels": [256, 512, 768],
+    "attention_levels": [False, True, True],
+    "with_conditioning": True,
+    "cross_attention_dim": 1024,
+    "num_head_channels": [0, 512, 768],
+    "transformer_num_layers": 1,
+}
+
+
+def count_flops(unet, truncated: bool) -> int:
+    x, t, c = torch.randn(1, 3, 64, 64), torch.tensor([400]), torch.randn(1, 77, 1024)
+    handle = None
+    if truncated:
+        last = [n for n, _ in unet.named_modules() if n in {cross_attention_name(x) for x in DEFAULT_LAYERS}][-1]
+
+        def stop(*_):
+            raise StopForward
+
+        handle = dict(unet.named_modules())[last].register_forward_hook(stop)
+    with FlopCounterMode(display=False) as counter, torch.no_grad(), contextlib.suppress(StopForward):
+        unet(x, t, c)
+    if handle is not None:
+        handle.remove()
+    return counter.get_total_flops()
+
+
+def flops_report() -> None:
+    unet = DiffusionModelUNet(**FULL).eval()
+    full, truncated = count_flops(unet, False), count_flops(unet, True)
+    recorded = len(RECORDED_STEPS)
+    reference = 334 * 2 * full
+    print(
+        f"full-size U-Net: {sum(p.numel() for p in unet.parameters()) / 1e6:.1f} M parameters; one pass "
+        f"{full / 1e12:.3f} TFLOP, stopped after the last recorded layer {truncated / 1e12:.3f} TFLOP"
+    )
+    print(f"reference: 668 U-Net passes, {reference / 1e12:.1f} TFLOP per image")
+    for prompts in (1, 4):
+        fast = 179 * full + prompts * recorded * truncated
+        print(
+            f"fast, {prompts} prompt(s) per image: {179 + prompts * recorded} passes ({179} full + "
+            f"{prompts * recorded} stopped), {fast / 1e12:.1f} TFLOP per image = {fast / prompts / 1e12:.1f} per "
+            f"pair; {reference * prompts / fast:.1f}x fewer FLOPs than the reference per pair"
+        )
+
+
+def wall_report() -> None:
+    from cxrbench.datasets.demo import DemoDataset
+    from cxrbench.methods.ldm.model import load_ldm
+    from cxrbench.methods.ldm.pipeline import fast_heatmaps
+    from cxrbench.methods.ldm.reference import reference_heatmap
+    from cxrbench.testing.ldm import write_tiny_bundle
+    from cxrbench.weights import pin
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = write_tiny_bundle(Path(tmp))
+        pin(root)
+        models = load_ldm(root)
+        samples = list(DemoDataset())[:4]
+        image, prompts = samples[0].load_image(), [s.prompt for s in samples]
+        start = time.perf_counter()
+        expected, _ = reference_heatmap(models, image, prompts[0])
+        ref_s = time.perf_counter() - start
+        for n in (1, 4):
+            start = time.perf_counter()
+            maps = fast_heatmaps(models, [image] * n, prompts[:n])
+            fast_s = time.perf_counter() - start
+            print(
+                f"tiny model, CPU, {n} prompt(s) on one image: reference {ref_s * n:.1f} s (one pair timed, x{n}), "
+                f"fast {fast_s:.1f} s, {ref_s * n / fast_s:.1f}x; max |fast - reference| "
+                f"{np.abs(maps[0] - expected).max():.1e}"
+            )
+
+
+def random_full_size(device: str, dtype: torch.dtype):
+    """The full-size autoencoder and U-Net with random weights, and a 1-layer 1024-wide CLIP text encoder
+    (the text encoder runs once per prompt and does not matter for speed)."""
+    from monai.networks.nets import AutoencoderKL
+    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+    from cxrbench.methods.ldm.model import LdmModels
+    from cxrbench.testing.ldm import write_tiny_bundle
+
+    tmp = Path(tempfile.mkdtemp())
+    write_tiny_bundle(tmp)
+    tokenizer = CLIPTokenizer.from_pretrained(str(tmp / "stable-diffusion-2-1-base" / "tokenizer"))
+    text = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(tokenizer),
+            hidden_size=1024,
+            intermediate_size=4096,
+            num_hidden_layers=1,
+            num_attention_heads=16,
+            max_position_embeddings=77,
+        )
+    )
+    autoencoder = AutoencoderKL(
+        spatial_dims=2,
+        in_channels=1,
+        out_channels=1,
+        latent_channels=3,
+        channels=[64, 128, 128, 128],
+        num_res_blocks=2,
+        attention_levels=[False] * 4,
+        with_encoder_nonlocal_attn=False,
+        with_decoder_nonlocal_attn=False,
+    )
+    nets = [m.to(device=device, dtype=dtype).eval() for m in (autoencoder, DiffusionModelUNet(**FULL), text)]
+    return LdmModels(nets[0], nets[1], tokenizer, nets[2], torch.device(device), dtype, {})
+
+
+def gpu_report() -> None:
+    if not torch.cuda.is_available():
+        print("no CUDA device: the full-size GPU numbers (images/s, peak memory) were not measured")
+        return
+    from cxrbench.methods.ldm.pipeline import fast_heatmaps
+
+    models = random_full_size("cuda", torch.bfloat16)
+    rng = np.random.default_rng(0)
+    for batch in (1, 8):
+        images = [rng.random((512, 512), dtype=np.float32) for _ in range(batch)]
+        fast_heatmaps(models, images[:1], ["left lower atelectasis"])  # warm-up
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+        start = time.perf_counter()
+        fast_heatmaps(models, images, ["left lower atelectasis"] * batch)
+        torch.cuda.synchronize()
+        seconds = time.perf_counter() - start
+        print(
+            f"{torch.cuda.get_device_name()}: full size, bfloat16, batch {batch}: {batch / seconds:.2f} images/s, "
+            f"peak memory {torch.cuda.max_memory_allocated() / 2**30:.1f} GiB"
+        )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--skip-wall", action="store_true", help="only count FLOPs")
+    args = parser.parse_args()
+    flops_report()
+    if not args.skip_wall:
+        wall_report()
+    gpu_report()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Model-based grounding methods (torch imported lazily, on first use)."""

@@ -1,0 +1,44 @@
+"""SPEC 5.2 reduction of recorded cross-attention probabilities to one 512 x 512 heatmap.
+
+Per (layer, step): keep the prompt's real tokens (positions 1 .. n-2 of its unpadded ids), average them,
+reshape to the layer's square grid, min-max over space, resize to 512 x 512 bilinearly. Then: mean over
+layers and steps, Gaussian blur sigma 2.5 (scipy `gaussian_filter`, reflect mode), min-max; the zero-shot
+method keeps only pixels above the map's 2-class Otsu threshold (scikit-image), zero elsewhere.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.ndimage import gaussian_filter
+from skimage.filters import threshold_otsu
+
+from cxrbench.benchmark.protocol import resize
+
+SIZE = 512
+BLUR_SIGMA = 2.5
+
+
+def _minmax(x: np.ndarray) -> np.ndarray:
+    lo, hi = float(x.min()), float(x.max())
+    return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
+
+
+def grid_map(probs: np.ndarray, n_ids: int) -> np.ndarray:
+    """One (layer, step) map on the layer's grid, min-maxed: probs is (queries, 77) for one image (heads
+    averaged); the real tokens are positions 1 .. n_ids - 2."""
+    tokens = probs[:, 1 : n_ids - 1].mean(axis=1)
+    side = round(len(tokens) ** 0.5)
+    return _minmax(tokens.reshape(side, side).astype(np.float64))
+
+
+def token_map(probs: np.ndarray, n_ids: int) -> np.ndarray:
+    """The (layer, step) map resized to 512 x 512 (bilinear), as SPEC 5.2 states it."""
+    return resize(grid_map(probs, n_ids), SIZE, SIZE).astype(np.float64)
+
+
+def finish(mean_map: np.ndarray, otsu: bool) -> np.ndarray:
+    """Blur, min-max and (zero-shot) Otsu mask of the mean of the per-(layer, step) maps."""
+    heat = _minmax(gaussian_filter(mean_map, BLUR_SIGMA))
+    if otsu and heat.max() > heat.min():
+        heat = np.where(heat > threshold_otsu(heat), heat, 0.0)
+    return heat.astype(np.float32)

@@ -1,0 +1,56 @@
+"""The literal SPEC 5.2 pipeline, for tests and benchmarks only: every inversion step, both passes in one
+U-Net call, the full U-Net, every cross-attention map of every step kept, reduced at the end."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cxrbench.methods.ldm.ddim import alphas_cumprod, inversion_timesteps, invert_step
+from cxrbench.methods.ldm.heatmap import finish, token_map
+from cxrbench.methods.ldm.model import LdmModels
+from cxrbench.methods.ldm.pipeline import (
+    DEFAULT_LAYERS,
+    RECORDED_STEPS,
+    attention_probs,
+    cross_attention_name,
+    encode_images,
+    encode_text,
+    token_counts,
+)
+
+
+def reference_heatmap(
+    models: LdmModels, image: np.ndarray, prompt: str, layers=DEFAULT_LAYERS, otsu: bool = True
+) -> tuple[np.ndarray, int]:
+    """(the 512 x 512 heatmap, the number of U-Net calls made)."""
+    import torch
+
+    z = encode_images(models, [image])
+    context = encode_text(models, ["", prompt])
+    n_ids = token_counts(models.tokenizer, [prompt])[0]
+    attention = [n for n, m in models.unet.named_modules() if n.endswith("attn2")]
+    kept: list[dict[str, np.ndarray]] = []
+    current: dict[str, np.ndarray] = {}
+    handles = [
+        dict(models.unet.named_modules())[n].register_forward_hook(
+            lambda m, a, k, o, name=n: current.__setitem__(name, attention_probs(m, a, k)[1].cpu().numpy()),
+            with_kwargs=True,
+        )
+        for n in attention
+    ]
+    timesteps, alphas, calls = inversion_timesteps(), alphas_cumprod(), 0
+    try:
+        for i, t in enumerate(timesteps):
+            t_batch = torch.full((2,), int(t), dtype=torch.long, device=models.device)
+            with torch.no_grad():
+                out = models.unet(torch.cat([z, z]).to(models.dtype), t_batch, context).float()
+            calls += 1
+            kept.append(dict(current))
+            if i + 1 < len(timesteps):
+                z = invert_step(z, out[:1], float(alphas[t]), float(alphas[timesteps[i + 1]]))
+    finally:
+        for handle in handles:
+            handle.remove()
+    chosen = [cross_attention_name(layer) for layer in layers]
+    maps = [token_map(kept[i][name].astype(np.float64), n_ids) for i in RECORDED_STEPS for name in chosen]
+    return finish(np.mean(maps, axis=0), otsu), calls
