@@ -124,6 +124,8 @@ def random_full_size(device: str, dtype: torch.dtype):
             num_hidden_layers=1,
             num_attention_heads=16,
             max_position_embeddings=77,
+            bos_token_id=tokenizer.bos_token_id,
+            eos_token_id=tokenizer.eos_token_id,
         )
     )
     autoencoder = AutoencoderKL(
