@@ -20,6 +20,15 @@ def _run(path, *code):
     return subprocess.run([sys.executable, *code], env=env, cwd=path, capture_output=True, text=True, check=False)
 
 
+def test_a_torch_method_without_torch_says_what_to_install(fake_torch):
+    path, _ = fake_torch
+    result = _run(path, "-m", "cxrbench", "run", "-m", "ldm-zeroshot", "-d", "demo", "--no-progress")
+    assert result.returncode == 2
+    assert "method 'ldm-zeroshot' needs the Python module" in result.stderr
+    assert "pip install 'cxrbench[ldm]'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_fake_torch_detects_an_import(fake_torch):
     path, sentinel = fake_torch
     _run(path, "-c", "import torch")

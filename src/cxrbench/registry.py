@@ -39,11 +39,7 @@ class Entry:
             for part in attr.split("."):
                 obj = getattr(obj, part)
         except ImportError as exc:
-            missing = getattr(exc, "name", None) or str(exc)
-            raise UnknownNameError(
-                f"'{self.name}' ({self.origin}) needs the Python module '{missing}', which is not installed. "
-                f"Install the matching extra, e.g. pip install 'cxrbench[all]'."
-            ) from exc
+            raise _missing_module(f"'{self.name}' ({self.origin})", exc) from exc
         except AttributeError as exc:
             raise UnknownNameError(
                 f"'{self.name}' ({self.origin}) points to {self.target}, which does not exist"
@@ -123,7 +119,10 @@ class Registry:
             factory = self.get(name)
         options = {k: v for k, v in options.items() if v is not None}
         check_options(factory, options, f"{self.kind} '{name}'")
-        return factory(**options)
+        try:
+            return factory(**options)
+        except ImportError as exc:  # heavy dependencies are imported when the entry is built
+            raise _missing_module(f"{self.kind} '{name}'", exc) from exc
 
 
 def check_options(factory: Callable[..., Any], options: dict[str, Any], what: str) -> None:
@@ -140,6 +139,14 @@ def check_options(factory: Callable[..., Any], options: dict[str, Any], what: st
         raise UnknownNameError(
             f"{what} does not take the option(s) {', '.join(unknown)}; it takes: {', '.join(accepted) or 'none'}"
         )
+
+
+def _missing_module(what: str, exc: ImportError) -> UnknownNameError:
+    missing = getattr(exc, "name", None) or str(exc)
+    return UnknownNameError(
+        f"{what} needs the Python module '{missing}', which is not installed. Install the matching extra, "
+        f"e.g. pip install 'cxrbench[ldm]' (torch, monai, transformers) or 'cxrbench[all]'."
+    )
 
 
 def _first_line(doc: str | None) -> str:
