@@ -31,22 +31,8 @@ class Box:
         if self.x_max <= self.x_min or self.y_max <= self.y_min:
             raise DataError(f"box {coords} has no positive size (need x_max > x_min and y_max > y_min)")
 
-    @classmethod
-    def from_xywh(cls, x: float, y: float, w: float, h: float) -> Box:
-        """MS-CXR style (x, y, width, height)."""
-        return cls(x, y, x + w, y + h)
-
     def as_tuple(self) -> tuple[float, float, float, float]:
         return (self.x_min, self.y_min, self.x_max, self.y_max)
-
-    def intersects(self, height: int, width: int) -> bool:
-        """True when at least one covered pixel lies inside an H x W image."""
-        return (
-            math.ceil(self.x_max) > max(0, math.floor(self.x_min))
-            and math.floor(self.x_min) < width
-            and math.ceil(self.y_max) > max(0, math.floor(self.y_min))
-            and math.floor(self.y_min) < height
-        )
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,6 @@ from dataclasses import asdict, dataclass
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -236,18 +235,6 @@ def render(gaussian: Gaussian2D, size: int = LUT_SIZE) -> np.ndarray:
         max(gaussian.sigma_x * scale, 1e-6),
         max(gaussian.sigma_y * scale, 1e-6),
     )
-
-
-def describe(table: LocationTable) -> list[dict[str, Any]]:
-    """Rows for printing: location, mu, sigma, number of boxes."""
-    return [
-        {
-            "location": loc,
-            **{k: round(v, 1) for k, v in asdict(table.gaussians[loc]).items()},
-            "n_boxes": table.counts.get(loc, 0),
-        }
-        for loc in LOCATIONS
-    ]
 
 
 def check_side_convention(table: LocationTable, origin: str) -> LocationTable:
