@@ -26,18 +26,12 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS, RECORDED_STEPS, StopForward, cross_attention_name
 
-FULL = {
-    "spatial_dims": 2,
-    "in_channels": 3,
-    "out_channels": 3,
-    "num_res_blocks": 2,
-    "channels": [256, 512, 768],
-    "attention_levels": [False, True, True],
-    "with_conditioning": True,
-    "cross_attention_dim": 1024,
-    "num_head_channels": [0, 512, 768],
-    "transformer_num_layers": 1,
-}
+
+def full_unet():
+    from cxrbench.methods.ldm.model import _network_args
+    from cxrbench.testing.ldm import FULL_UNET
+
+    return DiffusionModelUNet(**_network_args(FULL_UNET, DiffusionModelUNet, "full size"))
 
 
 def count_flops(unet, truncated: bool) -> int:
@@ -58,7 +52,7 @@ def count_flops(unet, truncated: bool) -> int:
 
 
 def flops_report() -> None:
-    unet = DiffusionModelUNet(**FULL).eval()
+    unet = full_unet().eval()
     full, truncated = count_flops(unet, False), count_flops(unet, True)
     recorded = len(RECORDED_STEPS)
     reference = 334 * 2 * full
@@ -108,38 +102,17 @@ def random_full_size(device: str, dtype: torch.dtype):
     """The full-size autoencoder and U-Net with random weights, and a 1-layer 1024-wide CLIP text encoder
     (the text encoder runs once per prompt and does not matter for speed)."""
     from monai.networks.nets import AutoencoderKL
-    from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTokenizer
 
-    from cxrbench.methods.ldm.model import LdmModels
-    from cxrbench.testing.ldm import write_tiny_bundle
+    from cxrbench.methods.ldm.model import LdmModels, _network_args
+    from cxrbench.testing.ldm import FULL_AUTOENCODER, SD, text_encoder, write_tiny_bundle
 
     tmp = Path(tempfile.mkdtemp())
     write_tiny_bundle(tmp)
-    tokenizer = CLIPTokenizer.from_pretrained(str(tmp / "stable-diffusion-2-1-base" / "tokenizer"))
-    text = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            hidden_size=1024,
-            intermediate_size=4096,
-            num_hidden_layers=1,
-            num_attention_heads=16,
-            max_position_embeddings=77,
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-        )
-    )
-    autoencoder = AutoencoderKL(
-        spatial_dims=2,
-        in_channels=1,
-        out_channels=1,
-        latent_channels=3,
-        channels=[64, 128, 128, 128],
-        num_res_blocks=2,
-        attention_levels=[False] * 4,
-        with_encoder_nonlocal_attn=False,
-        with_decoder_nonlocal_attn=False,
-    )
-    nets = [m.to(device=device, dtype=dtype).eval() for m in (autoencoder, DiffusionModelUNet(**FULL), text)]
+    tokenizer = CLIPTokenizer.from_pretrained(str(tmp / SD / "tokenizer"))
+    text = text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, hidden_size=1024, heads=16)
+    autoencoder = AutoencoderKL(**_network_args(FULL_AUTOENCODER, AutoencoderKL, "full size"))
+    nets = [m.to(device=device, dtype=dtype).eval() for m in (autoencoder, full_unet(), text)]
     return LdmModels(nets[0], nets[1], tokenizer, nets[2], torch.device(device), dtype, {})
 
 

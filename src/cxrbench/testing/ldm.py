@@ -35,6 +35,17 @@ TINY_UNET = {
     "with_conditioning": True,
     "cross_attention_dim": 32,
 }
+# The real model's definitions, as the bundle writes them (for construction without weights).
+FULL_AUTOENCODER = {**TINY_AUTOENCODER, "num_channels": [64, 128, 128, 128], "num_res_blocks": 2, "norm_num_groups": 32}
+FULL_UNET = {
+    **TINY_UNET,
+    "num_channels": [256, 512, 768],
+    "num_head_channels": [0, 512, 768],
+    "norm_num_groups": 32,
+    "cross_attention_dim": 1024,
+    "transformer_num_layers": 1,
+    "norm_eps": 1e-6,
+}
 BUNDLE = "cxr_image_synthesis_latent_diffusion_model"
 SD = "stable-diffusion-2-1-base"
 
@@ -54,7 +65,6 @@ def _bytes_to_unicode() -> dict[int, str]:
 def write_tiny_bundle(root: Path, seed: int = 0) -> Path:
     import torch
     from generative.networks.nets import AutoencoderKL, DiffusionModelUNet
-    from transformers import CLIPTextConfig, CLIPTextModel
 
     torch.manual_seed(seed)
     models = root / BUNDLE / "models"
@@ -97,17 +107,23 @@ def write_tiny_bundle(root: Path, seed: int = 0) -> Path:
             }
         )
     )
-    text = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=32,
-            intermediate_size=37,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            max_position_embeddings=77,
-            bos_token_id=vocab["<|startoftext|>"],
-            eos_token_id=vocab["<|endoftext|>"],
-        )
-    )
+    text = text_encoder(len(vocab), vocab["<|startoftext|>"], vocab["<|endoftext|>"], hidden_size=32, heads=2)
     text.save_pretrained(root / SD / "text_encoder", safe_serialization=True)
     return root
+
+
+def text_encoder(vocab_size: int, bos: int, eos: int, hidden_size: int, heads: int):
+    """A one-layer CLIP text encoder with random weights (77 positions, SD-2.1's layout)."""
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(
+        vocab_size=vocab_size,
+        hidden_size=hidden_size,
+        intermediate_size=4 * hidden_size,
+        num_hidden_layers=1,
+        num_attention_heads=heads,
+        max_position_embeddings=77,
+        bos_token_id=bos,
+        eos_token_id=eos,
+    )
+    return CLIPTextModel(config)
