@@ -5,7 +5,8 @@ import os
 import pytest
 
 from cxrbench.errors import WeightsError
-from cxrbench.weights import PIN_FILE, WeightFile, load_state_dict, pin, sha256_of, status, verify
+from cxrbench.hashing import sha256_file
+from cxrbench.weights import PIN_FILE, WeightFile, load_state_dict, pin, status, verify
 
 from .conftest import require_torch
 
@@ -77,7 +78,7 @@ def test_missing_and_unpinned_files_say_what_to_do(tmp_path):
     assert verify(FILE, tmp_path, allow_unverified=True) == tmp_path / FILE.path
     pin(tmp_path, [FILE])
     line = (tmp_path / PIN_FILE).read_text().strip()
-    assert line == f"{sha256_of(tmp_path / FILE.path)}  {FILE.path}"
+    assert line == f"{sha256_file(tmp_path / FILE.path)}  {FILE.path}"
     assert verify(FILE, tmp_path) == tmp_path / FILE.path
 
 

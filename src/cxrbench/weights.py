@@ -10,16 +10,15 @@ with `torch.load(weights_only=True)` only, and must hold a mapping of names to t
 
 from __future__ import annotations
 
-import hashlib
 import os
 import pickle
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from cxrbench.errors import WeightsError
+from cxrbench.hashing import sha256_file
 
 PIN_FILE = "SHA256SUMS"
 # torch.load(weights_only=True) could run code before 2.6 (CVE-2025-32434).
@@ -77,21 +76,6 @@ def files_of(family: str) -> list[WeightFile]:
     return [f for f in WEIGHT_FILES if f.family == family]
 
 
-@lru_cache(maxsize=64)
-def _sha256(path: str, size: int, mtime_ns: int) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 22), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def sha256_of(path: Path) -> str:
-    """sha256 of a file (remembered while its size and modification time stay the same)."""
-    stat = path.stat()
-    return _sha256(str(path), stat.st_size, stat.st_mtime_ns)
-
-
 def pinned_hashes(root: Path) -> dict[str, str]:
     """<root>/SHA256SUMS as {relative path: sha256} (sha256sum's format)."""
     pins = {}
@@ -124,7 +108,7 @@ def verify(file: WeightFile, root: Path, allow_unverified: bool = False) -> Path
             f"no recorded sha256 for {path}: check that it came from {file.source}, then record it "
             f"with `cxrbench weights --weights {root} --pin`, or pass --allow-unverified-weights"
         )
-    actual = sha256_of(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise WeightsError(
             f"{path} is corrupt or not the published file: sha256 {actual[:16]}... does not match the "
@@ -138,7 +122,7 @@ def pin(root: Path, files: Sequence[WeightFile] = WEIGHT_FILES) -> Path:
     pins = pinned_hashes(root)
     for file in files:
         if (root / file.path).is_file():
-            pins[file.path] = sha256_of(root / file.path)
+            pins[file.path] = sha256_file(root / file.path)
     text = "".join(f"{digest}  {name}\n" for name, digest in sorted(pins.items()))
     (root / PIN_FILE).write_text(text, encoding="utf-8")
     return root / PIN_FILE
@@ -155,7 +139,7 @@ def status(root: Path) -> list[dict[str, str]]:
         elif expected is None:
             state = "present, no recorded sha256 (pin it)"
         else:
-            state = "ok" if sha256_of(path) == expected else "MISMATCH"
+            state = "ok" if sha256_file(path) == expected else "MISMATCH"
         rows.append(
             {"family": file.family, "file": file.path, "status": state, "sha256": expected or "", "source": file.source}
         )

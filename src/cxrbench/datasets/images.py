@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 from functools import lru_cache
 from pathlib import Path
 
@@ -11,20 +10,16 @@ from PIL import Image, UnidentifiedImageError
 
 from cxrbench.datasets.dicom import read_dicom
 from cxrbench.errors import DataError
+from cxrbench.hashing import sha256_file
 from cxrbench.types import ImageSource
 
 
-@lru_cache(maxsize=4096)
 def file_fingerprint(path: str) -> str:
-    """sha256 of the file's bytes (cached per path for the life of the process)."""
-    digest = hashlib.sha256()
+    """sha256 of the file's bytes; an unreadable file is a DataError naming it."""
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return sha256_file(path)
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc.strerror}") from exc
-    return digest.hexdigest()
 
 
 @lru_cache(maxsize=4)

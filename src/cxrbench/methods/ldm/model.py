@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrbench.errors import WeightsError
+from cxrbench.hashing import sha256_file
 from cxrbench.weights import files_of, load_state_dict, verify
 
 LATENT_SCALE = 0.3
@@ -82,9 +83,7 @@ def load_ldm(root: Path, device: str = "cpu", dtype: str = "float32", allow_unve
     ]
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_files[0].parent), local_files_only=True)
     text_encoder = CLIPTextModel.from_pretrained(str(text_files[0].parent), local_files_only=True, use_safetensors=True)
-    from cxrbench.weights import sha256_of
-
-    hashes = {f.path: sha256_of(root / f.path) for f in files_of("ldm") if (root / f.path).is_file()}
+    hashes = {f.path: sha256_file(root / f.path) for f in files_of("ldm") if (root / f.path).is_file()}
     models = [
         m.to(device=device, dtype=torch_dtype).eval().requires_grad_(False) for m in (autoencoder, unet, text_encoder)
     ]
