@@ -295,6 +295,104 @@ def curate(
     click.echo("\n".join([*summary_lines(table), f"wrote {output}"]))
 
 
+@cli.command()
+@click.option("--tuning-set", type=click.Path(path_type=Path), help="CSV from `cxrbench curate`.")
+@click.option("--images", type=click.Path(path_type=Path), help="Folder the image paths are relative to.")
+@click.option("--weights", type=click.Path(path_type=Path), help="Folder with the LDM and CLIP weights.")
+@click.option("--output", type=click.Path(path_type=Path), help="Folder for step-*/ checkpoints and losses.csv.")
+@click.option("--device", default="cpu", show_default=True, help="Torch device, e.g. cuda.")
+@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
+@click.option("--alpha", type=float, default=1.0, show_default=True, help="Weight of the masked own-map target.")
+@click.option("--beta", type=float, default=1.0, show_default=True, help="Weight of the Gaussian target.")
+@click.option("--diversity-weight", type=float, default=1.0, show_default=True, help="Weight of the diversity loss.")
+@click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
+@click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option("--seed", type=int, default=0, show_default=True, help="Sample order and noise seed.")
+@click.option("--timestep-chunk", type=click.IntRange(min=1), default=10, show_default=True, help="Timesteps per pass.")
+@click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True, help="Steps.")
+@click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --output.")
+@click.option(
+    "--on-error",
+    type=click.Choice(["raise", "skip"]),
+    default="raise",
+    show_default=True,
+    help="skip: leave out rows whose image is missing or unreadable (listed in <output>/skipped.csv).",
+)
+@click.option("--show-codebook", is_flag=True, help="Print the codebook rows (latest checkpoint if any) and exit.")
+@click.option("--allow-unverified-weights", is_flag=True, help="Load weight files that have no recorded sha256.")
+@click.option("--no-progress", is_flag=True, help="Hide the progress bars.")
+def tune(
+    tuning_set: Path | None,
+    images: Path | None,
+    weights: Path | None,
+    output: Path | None,
+    device: str,
+    dtype: str,
+    resume: bool,
+    on_error: str,
+    show_codebook: bool,
+    allow_unverified_weights: bool,
+    no_progress: bool,
+    **hyper: float,
+) -> None:
+    """Prompt-tune the LDM's location token embeddings on a tuning set (SPEC 5.1)."""
+    from cxrbench.weights import weights_root
+
+    root = weights_root(weights)
+    if show_codebook:
+        click.echo("\n".join(_codebook_lines(root, output, allow_unverified_weights)))
+        return
+    if tuning_set is None or output is None:
+        raise CxrbenchError("cxrbench tune needs --tuning-set and --output (or --show-codebook)")
+    from cxrbench.datasets.mimic import read_tuning_set
+    from cxrbench.hashing import sha256_file
+    from cxrbench.methods.ldm.model import load_ldm
+    from cxrbench.methods.ldm.tuning import TuneConfig, encode_latents
+    from cxrbench.methods.ldm.tuning import tune as run_tuning
+
+    config = TuneConfig(**hyper)  # type: ignore[arg-type]
+    samples, problems = read_tuning_set(tuning_set, images)
+    _check_rows(problems, on_error, output)
+    models = load_ldm(root, device, dtype, allow_unverified_weights)
+    latents, unreadable = encode_latents(models, samples, progress=not no_progress)
+    _check_rows(problems + unreadable, on_error, output)
+    samples = [s for s in samples if s.image in latents]
+    result = run_tuning(
+        models, samples, config, output, sha256_file(tuning_set), resume, not no_progress, latents=latents
+    )
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.final_losses.items())
+    click.echo(f"{result.steps} steps on {len(samples)} samples; last 50 steps: {losses}")
+    click.echo(f"checkpoint: {result.checkpoint} (cxrbench run --method ldm-tuned --checkpoint {output})")
+
+
+def _check_rows(problems: list[tuple[int, str]], on_error: str, output: Path) -> None:
+    """Stop at the first unusable tuning-set row, or (skip) list them all in <output>/skipped.csv."""
+    if not problems:
+        return
+    if on_error == "raise":
+        raise CxrbenchError(f"{problems[0][1]} ({len(problems)} unusable row(s); --on-error skip leaves them out)")
+    import pandas as pd
+
+    from cxrbench.methods.ldm.tuning import SKIPPED_FILE
+
+    path = output / SKIPPED_FILE
+    _write_table(path, pd.DataFrame(sorted(problems), columns=["line", "problem"]))
+    click.echo(f"skipping {len(problems)} tuning-set row(s), listed in {path}", err=True)
+
+
+def _codebook_lines(root: Path, output: Path | None, allow_unverified: bool) -> list[str]:
+    from cxrbench.methods.ldm.codebook import FILE, Codebook
+    from cxrbench.methods.ldm.model import load_text
+    from cxrbench.methods.ldm.tuning import checkpoint_dirs
+
+    tokenizer, text_encoder = load_text(root, allow_unverified)
+    found = checkpoint_dirs(output) if output is not None else []
+    if found:
+        return [f"codebook of {found[-1]}", *Codebook.load(found[-1] / FILE, tokenizer, text_encoder).describe()]
+    initial = Codebook.from_text_encoder(tokenizer, text_encoder)
+    return ["initial codebook (the text encoder's input embeddings)", *initial.describe()]
+
+
 @cli.group()
 def lut() -> None:
     """The Gaussian look-up table of the 27 anatomical locations (SPEC 4.3)."""
@@ -342,7 +440,11 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="cxrbench", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo("interrupted; cached heatmaps are kept, rerun the same command to resume", err=True)
+        click.echo(
+            "interrupted; finished work is kept: rerun the same command to resume (cached heatmaps; for tune, "
+            "add --resume to continue from its last checkpoint)",
+            err=True,
+        )
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

@@ -169,6 +169,10 @@ METHODS = Registry(
             "cxrbench.methods.ldm.zeroshot:LdmZeroShot",
             "frozen MONAI CXR latent diffusion model read through its cross-attention (needs cxrbench[ldm])",
         ),
+        "ldm-tuned": (
+            "cxrbench.methods.ldm.tuned:LdmTuned",
+            "the LDM with prompt-tuned location token embeddings (--checkpoint from `cxrbench tune`; cxrbench[ldm])",
+        ),
         "lut-prior": (
             "cxrbench.baselines.lut_prior:LutPrior",
             "the location table's Gaussian(s) for the prompt's location(s), without looking at the image",

@@ -14,14 +14,15 @@ from __future__ import annotations
 
 import re
 from collections import Counter
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from cxrbench.anatomy.extract import Extractor, report_findings
-from cxrbench.anatomy.lut import load_lut
-from cxrbench.anatomy.vocabulary import PATHOLOGIES
-from cxrbench.datasets.tables import read_table
+from cxrbench.anatomy.lut import Gaussian2D, load_lut
+from cxrbench.anatomy.vocabulary import PATHOLOGIES, parse_prompt
+from cxrbench.datasets.tables import parse_number, read_table, where
 from cxrbench.errors import DataError
 
 LABELS = "mimic-cxr-2.0.0-chexpert.csv"
@@ -40,6 +41,7 @@ COLUMNS = (
     "sigma_x",
     "sigma_y",
 )
+_GAUSSIAN_FIELDS = ("mu_x", "mu_y", "sigma_x", "sigma_y")
 _SECTION = re.compile(r"^\s*([A-Z][A-Z /&]+):", re.MULTILINE)
 
 
@@ -114,10 +116,7 @@ def curate_tuning_set(
                     "sentence": " ".join(finding.sentences),
                     "locations": ";".join(finding.locations),
                     "prompt": finding.prompt,
-                    **{
-                        f: ";".join(f"{getattr(g, f):.2f}" for g in gaussians)
-                        for f in ("mu_x", "mu_y", "sigma_x", "sigma_y")
-                    },
+                    **{f: ";".join(f"{getattr(g, f):.2f}" for g in gaussians) for f in _GAUSSIAN_FIELDS},
                 }
             )
     return pd.DataFrame(rows, columns=list(COLUMNS))
@@ -132,3 +131,41 @@ def summary_lines(table: pd.DataFrame) -> list[str]:
     lines.append("per location:")
     lines += [f"  {loc:<22} {n}" for loc, n in per_location.most_common()]
     return lines
+
+
+@dataclass(frozen=True)
+class TuningSample:
+    """One tuning-set row: the image, its prompt and the Gaussians of the prompt's locations (LUT frame)."""
+
+    line: int
+    image: Path
+    prompt: str
+    gaussians: tuple[Gaussian2D, ...]
+
+
+def read_tuning_set(path: Path, images: Path | None = None) -> tuple[list[TuningSample], list[tuple[int, str]]]:
+    """The rows of a tuning set written by `curate_tuning_set`, and (line, problem) for the rows that cannot be
+    used (unknown prompt, Gaussians not matching the locations, missing image). Image paths are relative to
+    `images` (default: the table's folder) unless absolute."""
+    table = read_table(path, ("image", "prompt", "mu_x", "mu_y", "sigma_x", "sigma_y"), "tuning set")
+    root = Path(images) if images is not None else path.parent
+    samples, problems = [], []
+    for row in table.to_dict("records"):
+        line = row["_line"]
+        try:
+            locations, _ = parse_prompt(row["prompt"])
+            params = [[parse_number(v, f, path, line) for v in row[f].split(";")] for f in _GAUSSIAN_FIELDS]
+            if any(len(p) != len(locations) or None in p for p in params):
+                raise DataError(f"{where(path, line)}: mu/sigma lists do not match the {len(locations)} location(s)")
+            if min(params[2] + params[3]) <= 0:
+                raise DataError(f"{where(path, line)}: sigma_x and sigma_y must be positive")
+        except (ValueError, DataError) as exc:
+            problems.append((line, str(exc) if isinstance(exc, DataError) else f"{where(path, line)}: {exc}"))
+            continue
+        image = root / row["image"]
+        if not image.is_file():
+            problems.append((line, f"{where(path, line)}: image not found: {image}"))
+            continue
+        gaussians = tuple(Gaussian2D(*values) for values in zip(*params, strict=True))
+        samples.append(TuningSample(line, image, row["prompt"], gaussians))
+    return samples, problems

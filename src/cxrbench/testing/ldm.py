@@ -1,11 +1,14 @@
 """A tiny LDM "bundle" in the real layout, with random weights: the MONAI-zoo configs/inference.json and
-models/*.pth in the older GenerativeModels parameter names, plus an SD-2.1-style CLIP tokenizer and text
-encoder folder. Same structure as the real model (3-level U-Net with cross-attention at 16 x 16 for a 512
-image, 4-level autoencoder), tiny widths. Needs torch, monai, transformers and monai-generative (test-only,
-installed with --no-deps) to write the old names."""
+models/*.pth in the older GenerativeModels parameter names, plus SD-2.1-base's CLIP tokenizer (the real BPE
+sub-token splits) and a random one-layer text encoder. Same structure as the real model (3-level U-Net with
+cross-attention at 16 x 16 for a 512 image, 4-level autoencoder), tiny widths. Needs torch, monai,
+transformers, monai-generative (test-only, installed with --no-deps, writes the old names) and open_clip's
+BPE table (`pip install --no-deps open_clip_torch`, never imported)."""
 
 from __future__ import annotations
 
+import gzip
+import importlib.util
 import json
 from pathlib import Path
 
@@ -47,6 +50,7 @@ FULL_UNET = {
     "norm_eps": 1e-6,
 }
 BUNDLE = "cxr_image_synthesis_latent_diffusion_model"
+BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 SD = "stable-diffusion-2-1-base"
 
 
@@ -60,6 +64,42 @@ def _bytes_to_unicode() -> dict[int, str]:
             chars.append(256 + n)
             n += 1
     return dict(zip(keep, map(chr, chars), strict=True))
+
+
+def clip_bpe_table() -> Path:
+    """CLIP's BPE merge table as open_clip's wheel ships it (install `open_clip_torch` with --no-deps; the
+    package is never imported)."""
+    spec = importlib.util.find_spec("open_clip")
+    table = Path(spec.submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz" if spec else None
+    if table is None or not table.is_file():
+        raise FileNotFoundError("CLIP's BPE table comes from open_clip's wheel: pip install --no-deps open_clip_torch")
+    return table
+
+
+def write_clip_tokenizer(folder: Path) -> dict[str, int]:
+    """SD-2.1-base's tokenizer files (vocab.json, merges.txt, tokenizer_config.json) from CLIP's BPE table, as
+    open_clip builds its vocabulary: 256 byte characters, the same with </w>, the 48,894 merges, then
+    <|startoftext|> and <|endoftext|> (49,408 entries). Padding is "!" (id 0), as in SD-2.x. Returns the vocab."""
+    with gzip.open(clip_bpe_table()) as handle:
+        lines = handle.read().decode("utf-8").split("\n")
+    merges = lines[1 : 49152 - 256 - 2 + 1]
+    characters = list(_bytes_to_unicode().values())
+    tokens = characters + [c + "</w>" for c in characters] + ["".join(m.split()) for m in merges] + [BOS, EOS]
+    vocab = {token: i for i, token in enumerate(tokens)}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "\n".join(merges) + "\n", encoding="utf-8")
+    config = {
+        "tokenizer_class": "CLIPTokenizer",
+        "bos_token": BOS,
+        "eos_token": EOS,
+        "pad_token": "!",
+        "unk_token": EOS,
+        "do_lower_case": True,
+        "model_max_length": 77,
+    }
+    (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    return vocab
 
 
 def write_tiny_bundle(root: Path, seed: int = 0) -> Path:
@@ -87,27 +127,8 @@ def write_tiny_bundle(root: Path, seed: int = 0) -> Path:
             for p in net.parameters():
                 p.mul_(3.0)
         torch.save(net.state_dict(), models / name)
-    # a character-level CLIP BPE vocabulary (no merges): the real tokenizer class and file format
-    characters = list(_bytes_to_unicode().values())
-    vocab = {c: i for i, c in enumerate(characters + [c + "</w>" for c in characters])}
-    vocab["<|startoftext|>"], vocab["<|endoftext|>"] = len(vocab), len(vocab) + 1
-    tokenizer = root / SD / "tokenizer"
-    tokenizer.mkdir(parents=True, exist_ok=True)
-    (tokenizer / "vocab.json").write_text(json.dumps(vocab))
-    (tokenizer / "merges.txt").write_text("#version: 0.2\n")
-    (tokenizer / "tokenizer_config.json").write_text(
-        json.dumps(
-            {
-                "tokenizer_class": "CLIPTokenizer",
-                "bos_token": "<|startoftext|>",
-                "eos_token": "<|endoftext|>",
-                "pad_token": "<|endoftext|>",
-                "unk_token": "<|endoftext|>",
-                "model_max_length": 77,
-            }
-        )
-    )
-    text = text_encoder(len(vocab), vocab["<|startoftext|>"], vocab["<|endoftext|>"], hidden_size=32, heads=2)
+    vocab = write_clip_tokenizer(root / SD / "tokenizer")
+    text = text_encoder(len(vocab), vocab[BOS], vocab[EOS], hidden_size=32, heads=2)
     text.save_pretrained(root / SD / "text_encoder", safe_serialization=True)
     return root
 

@@ -103,3 +103,27 @@ def write_mimic(root: Path, studies: list = STUDIES) -> Path:
     )
     assert set(PATHOLOGIES) <= set(LABEL_COLUMNS)
     return root
+
+
+def write_demo_tuning_set(folder: Path, n: int = 8) -> Path:
+    """A tuning set in `cxrbench curate`'s format from the first n demo phantoms (JPGs under `folder/files/`),
+    each prompt's locations' Gaussians from the packaged location table; returns the CSV's path."""
+    from cxrbench.anatomy.lut import load_lut
+    from cxrbench.anatomy.vocabulary import parse_prompt
+    from cxrbench.datasets.demo import DemoDataset
+    from cxrbench.datasets.mimic import COLUMNS
+
+    table = load_lut()
+    (folder / "files").mkdir(parents=True, exist_ok=True)
+    lines = [",".join(COLUMNS)]
+    for i, sample in enumerate(list(DemoDataset())[:n]):
+        name = f"files/demo{i:03d}.jpg"
+        Image.fromarray(np.round(sample.load_image() * 255).astype(np.uint8)).save(folder / name, quality=95)
+        locations, pathology = parse_prompt(sample.prompt)
+        gaussians = [table.gaussians[loc] for loc in locations]
+        params = [";".join(f"{getattr(g, f):.2f}" for g in gaussians) for f in ("mu_x", "mu_y", "sigma_x", "sigma_y")]
+        row = [name, f"d{i}", "10000001", f"5{i:07d}", pathology, sample.prompt, ";".join(locations), sample.prompt]
+        lines.append(",".join([*row, *params]))
+    path = folder / "tuning.csv"
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path

@@ -52,11 +52,27 @@ def _network_args(definition: dict[str, Any], network: type, where: str) -> dict
     return args
 
 
+def load_text(root: Path, allow_unverified: bool = False) -> tuple[Any, Any]:
+    """The SD-2.1-base CLIP tokenizer and text encoder (frozen, float32, CPU) from `root`."""
+    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # cxrbench shows its own progress
+    text_files = [
+        verify(_file(n), root, allow_unverified) for n in ("text_encoder/config.json", "text_encoder/model.safetensors")
+    ]
+    tokenizer_files = [
+        verify(_file(n), root, allow_unverified) for n in ("tokenizer/vocab.json", "tokenizer/merges.txt")
+    ]
+    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_files[0].parent), local_files_only=True)
+    text_encoder = CLIPTextModel.from_pretrained(str(text_files[0].parent), local_files_only=True, use_safetensors=True)
+    return tokenizer, text_encoder.eval().requires_grad_(False)
+
+
 def load_ldm(root: Path, device: str = "cpu", dtype: str = "float32", allow_unverified: bool = False) -> LdmModels:
     """Build and load the autoencoder, U-Net, tokenizer and text encoder from `root` (see cxrbench.weights)."""
     import torch
     from monai.networks.nets import AutoencoderKL, DiffusionModelUNet
-    from transformers import CLIPTextModel, CLIPTokenizer
 
     if dtype not in DTYPES:
         raise WeightsError(f"--dtype must be one of {', '.join(DTYPES)}, not {dtype!r}")
@@ -75,14 +91,7 @@ def load_ldm(root: Path, device: str = "cpu", dtype: str = "float32", allow_unve
             network.load_old_state_dict(state)
         except (RuntimeError, KeyError) as exc:
             raise WeightsError(f"{root / _file(name).path} does not fit the network in {config_file}: {exc}") from exc
-    text_files = [
-        verify(_file(n), root, allow_unverified) for n in ("text_encoder/config.json", "text_encoder/model.safetensors")
-    ]
-    tokenizer_files = [
-        verify(_file(n), root, allow_unverified) for n in ("tokenizer/vocab.json", "tokenizer/merges.txt")
-    ]
-    tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_files[0].parent), local_files_only=True)
-    text_encoder = CLIPTextModel.from_pretrained(str(text_files[0].parent), local_files_only=True, use_safetensors=True)
+    tokenizer, text_encoder = load_text(root, allow_unverified)
     hashes = {f.path: sha256_file(root / f.path) for f in files_of("ldm") if (root / f.path).is_file()}
     models = [
         m.to(device=device, dtype=torch_dtype).eval().requires_grad_(False) for m in (autoencoder, unet, text_encoder)

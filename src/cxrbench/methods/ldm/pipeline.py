@@ -15,6 +15,7 @@ import hashlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -23,6 +24,9 @@ from cxrbench.errors import WeightsError
 from cxrbench.methods.ldm.ddim import alphas_cumprod, inversion_timesteps, invert_step
 from cxrbench.methods.ldm.heatmap import SIZE, finish, grid_map
 from cxrbench.methods.ldm.model import LATENT_SCALE, LdmModels
+
+if TYPE_CHECKING:
+    from cxrbench.methods.ldm.codebook import Codebook
 
 DEFAULT_LAYERS = (
     "down_blocks.2.attentions.1",
@@ -60,14 +64,15 @@ def token_counts(tokenizer, prompts: Sequence[str]) -> list[int]:
     return counts
 
 
-def encode_text(models: LdmModels, prompts: Sequence[str]):
-    """77 x D last hidden states, one per prompt."""
+def encode_text(models: LdmModels, prompts: Sequence[str], codebook: Codebook | None = None):
+    """77 x D last hidden states, one per prompt; with a codebook, its rows replace the token embeddings."""
     import torch
 
     ids = models.tokenizer(
         list(prompts), padding="max_length", max_length=MAX_TOKENS, truncation=True, return_tensors="pt"
     ).input_ids.to(models.device)
-    with torch.no_grad():
+    embedding = codebook.applied(models.text_encoder) if codebook is not None else contextlib.nullcontext()
+    with torch.no_grad(), embedding:
         return models.text_encoder(ids).last_hidden_state.to(models.dtype)
 
 
@@ -129,6 +134,7 @@ def fast_heatmaps(
     prompts: Sequence[str],
     layers: Sequence[str] = DEFAULT_LAYERS,
     otsu: bool = True,
+    codebook: Codebook | None = None,
 ) -> list[np.ndarray]:
     """512 x 512 heatmaps for (image, prompt) pairs; see the module docstring for what is skipped."""
     import torch
@@ -139,7 +145,7 @@ def fast_heatmaps(
     image_of = torch.tensor([distinct_images.index(k) for k in keys], device=models.device)
     first = {k: images[keys.index(k)] for k in distinct_images}
     z = encode_images(models, [first[k] for k in distinct_images])
-    context = encode_text(models, ["", *distinct_prompts])
+    context = encode_text(models, ["", *distinct_prompts], codebook)
     empty = context[:1].expand(len(distinct_images), -1, -1)
     pair_context = context[[1 + distinct_prompts.index(p) for p in prompts]]
     counts = token_counts(models.tokenizer, distinct_prompts)

@@ -1,0 +1,52 @@
+"""ldm-tuned: the SPEC 5.2 cross-attention heatmap of the frozen LDM with the prompt embedded through a codebook
+tuned by `cxrbench tune` (SPEC 5.1), without the Otsu mask (the published protocol applies it to the frozen
+model only)."""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from cxrbench.errors import CxrbenchError
+from cxrbench.hashing import sha256_file
+from cxrbench.methods.ldm.codebook import FILE, Codebook
+from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS, fast_heatmaps
+from cxrbench.methods.ldm.tuning import read_state, resolve_checkpoint
+from cxrbench.methods.ldm.zeroshot import LdmZeroShot
+
+
+class LdmTuned(LdmZeroShot):
+    """The frozen LDM read through its cross-attention, prompts embedded through the tuned location rows."""
+
+    name = "ldm-tuned"
+    otsu = False
+
+    def __init__(
+        self,
+        checkpoint: str | Path | None = None,
+        weights: str | Path | None = None,
+        device: str = "cpu",
+        dtype: str = "float32",
+        batch_size: int = 4,
+        layers: str | Sequence[str] = DEFAULT_LAYERS,
+        allow_unverified_weights: bool = False,
+    ):
+        if checkpoint is None:
+            raise CxrbenchError("ldm-tuned needs --checkpoint: the --output folder of `cxrbench tune` (or a step-*/)")
+        folder = resolve_checkpoint(Path(checkpoint))
+        super().__init__(weights, device, dtype, batch_size, layers, allow_unverified_weights)
+        self.codebook = Codebook.load(folder / FILE, self.models.tokenizer, self.models.text_encoder)
+        self.codebook.to(self.models.device)
+        state = read_state(folder) if (folder / "state.json").is_file() else {}
+        if state and not state.get("finished", False):
+            warnings.warn(f"{folder} is an intermediate checkpoint (step {state.get('step')})", stacklevel=2)
+        self.checkpoint = {"sha256": sha256_file(folder / FILE), "step": state.get("step")}
+
+    def config(self) -> dict[str, object]:
+        return {**super().config(), "checkpoint": self.checkpoint}
+
+    def heatmaps(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[np.ndarray]:
+        return fast_heatmaps(self.models, images, prompts, self.layers, self.otsu, self.codebook)

@@ -1,0 +1,439 @@
+"""SPEC 5.1 prompt tuning of the location rows of the codebook, everything else frozen.
+
+One training step (batch size 1, one tuning sample):
+- z0 = encoder mean x 0.3 of the preprocessed image (computed once per image, before training);
+- z_t = sqrt(a_t) z0 + sqrt(1 - a_t) eps for ALL 30 timesteps t = 300, 310, ..., 590 (indices 30..59 of a
+  100-step schedule over the 1000 training steps), one independent noise draw per timestep from a
+  generator seeded by (seed, step), so a resumed run draws the same noise;
+- the prompt is embedded through the codebook and the frozen text encoder; the U-Net runs on the 30 noised
+  latents (chunks of `timestep_chunk`, each under activation checkpointing) only as far as the last of the 4
+  layers (bottleneck + first 3 decoder cross-attention layers), whose head-averaged probabilities
+  softmax(QK^T / sqrt(d)) are kept with gradients and averaged over layers and timesteps: a_k, one map per
+  token position k on the 16 x 16 grid;
+- losses, with A = mean of a_k over the prompt's real tokens (positions 1 .. n-2, the map ldm-tuned outputs,
+  as in SPEC 5.2) and u_k = a_k / |a_k| over its non-special tokens (not <bos>, <eos>, <pad>, the <and>
+  sub-tokens):
+      diversity    = mean over pairs k != l of <u_k, u_l>            (0 with fewer than 2 tokens)
+      localization = 1 - cos(A, T),  T = alpha * M * sg(A) + beta * G
+  G = the location Gaussians (LUT frame = the preprocessed 512 square) drawn on the grid, several locations
+  joined by <and> combined by max (their union); M = [G >= exp(-2)], the union of their 2-sigma ellipses;
+  loss = localization + diversity_weight * diversity; Adam on the location rows only.
+Samples are visited in a fresh permutation per epoch (seeded by (seed, epoch)).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import shutil
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from cxrbench.anatomy.lut import Gaussian2D, render
+from cxrbench.datasets.images import load_jpg
+from cxrbench.datasets.mimic import TuningSample
+from cxrbench.errors import CxrbenchError, DataError
+from cxrbench.methods.ldm.codebook import FILE as CODEBOOK_FILE
+from cxrbench.methods.ldm.codebook import Codebook
+from cxrbench.methods.ldm.ddim import alphas_cumprod
+from cxrbench.methods.ldm.model import LdmModels
+from cxrbench.methods.ldm.pipeline import (
+    MAX_TOKENS,
+    StopForward,
+    attention_probs,
+    cross_attention_name,
+    encode_images,
+)
+
+TUNING_LAYERS = (
+    "middle_block.attention",
+    "up_blocks.0.attentions.0",
+    "up_blocks.0.attentions.1",
+    "up_blocks.0.attentions.2",
+)
+TUNING_TIMESTEPS = tuple(range(300, 600, 10))
+MASK_LEVEL = math.exp(-2.0)  # G >= this <=> inside the 2-sigma ellipse of one of the Gaussians
+STATE_FILE, OPTIMIZER_FILE = "state.json", "optimizer.safetensors"
+LOSSES_FILE, SKIPPED_FILE = "losses.csv", "skipped.csv"
+KEEP_CHECKPOINTS = 2
+# Options that may change between a run and its --resume (they do not change the steps already taken).
+RESUMABLE = ("epochs", "checkpoint_every", "timestep_chunk")
+
+
+@dataclass(frozen=True)
+class TuneConfig:
+    """Defaults are cxrbench's (the published values are not stated): alpha = beta = 1, equal loss weights,
+    Adam at lr 1e-3 for 1 epoch; 10 timesteps per checkpointed chunk."""
+
+    alpha: float = 1.0
+    beta: float = 1.0
+    diversity_weight: float = 1.0
+    lr: float = 1e-3
+    epochs: int = 1
+    seed: int = 0
+    timestep_chunk: int = 10
+    checkpoint_every: int = 500
+
+    def __post_init__(self) -> None:
+        for name in ("lr", "epochs", "timestep_chunk", "checkpoint_every"):
+            if not getattr(self, name) > 0:
+                raise CxrbenchError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+
+
+# ---------------------------------------------------------------- losses (torch tensors)
+
+
+def gaussian_target(gaussians: Sequence[Gaussian2D], side: int) -> np.ndarray:
+    """G on a side x side grid over the LUT frame: the max (union) of the locations' Gaussians, peak 1."""
+    return np.max([render(g, side) for g in gaussians], axis=0)
+
+
+def diversity_loss(maps: Any) -> Any:
+    """Mean cosine similarity between the (tokens, pixels) maps over all ordered pairs of distinct tokens."""
+    import torch
+
+    if maps.shape[0] < 2:
+        return maps.sum() * 0.0
+    unit = torch.nn.functional.normalize(maps, dim=1)
+    gram = unit @ unit.T
+    return (gram.sum() - gram.diagonal().sum()) / (maps.shape[0] * (maps.shape[0] - 1))
+
+
+def localization_loss(mean_map: Any, gaussian: Any, alpha: float, beta: float) -> Any:
+    """1 - cos(A, alpha * M * sg(A) + beta * G), M = [G >= exp(-2)]; all flattened over the grid."""
+    import torch
+
+    mask = (gaussian >= MASK_LEVEL).to(mean_map.dtype)
+    target = alpha * mask * mean_map.detach() + beta * gaussian
+    return 1.0 - torch.nn.functional.cosine_similarity(mean_map, target, dim=0)
+
+
+# ---------------------------------------------------------------- forward pass with gradients
+
+
+@dataclass(frozen=True)
+class EncodedPrompt:
+    ids: Any  # (77,) long
+    real: Any  # positions 1 .. n-2
+    plain: Any  # real positions whose token is not special
+
+
+def encode_prompt(tokenizer: Any, prompt: str, special_ids: set[int]) -> EncodedPrompt:
+    import torch
+
+    ids = tokenizer(prompt, padding="max_length", max_length=MAX_TOKENS, truncation=True).input_ids
+    n = min(len(tokenizer(prompt, truncation=False).input_ids), MAX_TOKENS)
+    real = list(range(1, n - 1))
+    plain = [k for k in real if ids[k] not in special_ids]
+    return EncodedPrompt(torch.tensor(ids), torch.tensor(real, dtype=torch.long), torch.tensor(plain, dtype=torch.long))
+
+
+class AttentionMaps:
+    """Records, with gradients, the head-averaged cross-attention probabilities of `layers` and stops the U-Net
+    after the last of them. Use as a context manager around the forward AND backward pass (activation
+    checkpointing replays the forward during backward)."""
+
+    def __init__(self, unet: Any, layers: Sequence[str]):
+        modules = dict(unet.named_modules())
+        names = [cross_attention_name(layer) for layer in layers]
+        missing = [n for n in names if n not in modules]
+        if missing:
+            raise CxrbenchError(f"the U-Net has no cross-attention layer(s) {', '.join(missing)}")
+        self.unet, self.modules = unet, [modules[n] for n in modules if n in names]
+        self.recorded: list[Any] = []
+        self.handles: list[Any] = []
+
+    def __enter__(self) -> AttentionMaps:
+        last = self.modules[-1]
+
+        def hook(module, args, kwargs, output):
+            self.recorded.append(attention_probs(module, args, kwargs))
+            if module is last:
+                raise StopForward
+
+        self.handles = [m.register_forward_hook(hook, with_kwargs=True) for m in self.modules]
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        for handle in self.handles:
+            handle.remove()
+
+    def _chunk_sum(self, z: Any, t: Any, context: Any) -> Any:
+        """Sum over the chunk's timesteps and the layers of (77, side, side) maps at the largest grid."""
+        import torch
+
+        self.recorded = []
+        with contextlib.suppress(StopForward):
+            self.unet(z, t, context.expand(len(z), -1, -1))
+        side = max(round(p.shape[1] ** 0.5) for p in self.recorded)
+        total = 0
+        for probs in self.recorded:
+            s = round(probs.shape[1] ** 0.5)
+            grid = probs.sum(dim=0).T.reshape(1, probs.shape[2], s, s)
+            if s != side:
+                grid = torch.nn.functional.interpolate(grid, size=(side, side), mode="bilinear", align_corners=False)
+            total = total + grid[0]
+        return total
+
+    def mean(self, z: Any, t: Any, context: Any, chunk: int) -> Any:
+        """(77, side, side): mean over timesteps (the batch of z) and layers."""
+        from torch.utils.checkpoint import checkpoint
+
+        total = 0
+        for start in range(0, len(z), chunk):
+            part = z[start : start + chunk], t[start : start + chunk], context
+            total = total + checkpoint(self._chunk_sum, *part, use_reentrant=False)
+        return total / (len(z) * len(self.modules))
+
+
+def noise_for_step(seed: int, step: int, shape: Sequence[int]) -> Any:
+    """Standard normal noise that depends only on (seed, step), drawn on the CPU (device-independent)."""
+    import torch
+
+    generator = torch.Generator().manual_seed(int(np.random.SeedSequence([seed, step]).generate_state(1)[0]))
+    return torch.randn(tuple(shape), generator=generator)
+
+
+def training_losses(
+    models: LdmModels,
+    codebook: Codebook,
+    maps: AttentionMaps,
+    latent: Any,
+    prompt: EncodedPrompt,
+    gaussians: Sequence[Gaussian2D],
+    noise: Any,
+    config: TuneConfig,
+) -> dict[str, Any]:
+    """The step's losses as tensors (`loss` carries the gradient)."""
+    import torch
+
+    a = torch.as_tensor(alphas_cumprod()[list(TUNING_TIMESTEPS)], dtype=torch.float32, device=models.device)
+    scale = a.sqrt()[:, None, None, None], (1 - a).sqrt()[:, None, None, None]
+    z = (scale[0] * latent[None] + scale[1] * noise).to(models.dtype)
+    t = torch.tensor(TUNING_TIMESTEPS, device=models.device, dtype=torch.long)
+    with codebook.applied(models.text_encoder):
+        context = models.text_encoder(prompt.ids[None].to(models.device)).last_hidden_state.to(models.dtype)
+    grid = maps.mean(z, t, context, config.timestep_chunk)  # (77, side, side)
+    token_maps = grid.flatten(1).float()
+    gaussian = torch.from_numpy(gaussian_target(gaussians, grid.shape[-1])).flatten().to(models.device)
+    mean_map = token_maps[prompt.real.to(models.device)].mean(dim=0)
+    localization = localization_loss(mean_map, gaussian, config.alpha, config.beta)
+    diversity = diversity_loss(token_maps[prompt.plain.to(models.device)])
+    return {
+        "loss": localization + config.diversity_weight * diversity,
+        "localization": localization,
+        "diversity": diversity,
+    }
+
+
+# ---------------------------------------------------------------- checkpoints
+
+
+def checkpoint_dirs(output: Path) -> list[Path]:
+    """Complete checkpoints in `output`, oldest first."""
+    return sorted(p for p in output.glob("step-*") if (p / STATE_FILE).is_file())
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint folder, or the latest complete one in a `cxrbench tune --output` folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CxrbenchError(f"checkpoint folder {path} does not exist")
+    if (path / CODEBOOK_FILE).is_file():
+        return path
+    found = checkpoint_dirs(path)
+    if not found:
+        raise CxrbenchError(
+            f"no checkpoint in {path}: expected {CODEBOOK_FILE} or step-*/ folders written by `cxrbench tune`"
+        )
+    return found[-1]
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CxrbenchError(f"cannot read {folder / STATE_FILE}: {exc}") from exc
+
+
+def _save_checkpoint(output: Path, step: int, codebook: Codebook, optimizer: Any, state: dict[str, Any]) -> Path:
+    """Write step-<step>/ through a temporary folder and one rename; keep the last KEEP_CHECKPOINTS."""
+    from safetensors.torch import save_file
+
+    final = output / f"step-{step:08d}"
+    tmp = output / f".tmp-step-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    codebook.save(tmp)
+    adam = optimizer.state_dict()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in adam["state"].get(0, {}).items()}
+    save_file(tensors, str(tmp / OPTIMIZER_FILE))
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in adam["param_groups"]]
+    (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step, "optimizer": groups}, indent=2), encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in checkpoint_dirs(output)[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def _load_optimizer(folder: Path, optimizer: Any, state: dict[str, Any]) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / OPTIMIZER_FILE))
+    device = optimizer.param_groups[0]["params"][0].device
+    moved = {k: (v if k == "step" else v.to(device)) for k, v in tensors.items()}
+    groups = [{**g, "params": [0]} for g in state["optimizer"]]
+    optimizer.load_state_dict({"state": {0: moved} if moved else {}, "param_groups": groups})
+
+
+def _check_resumable(state: dict[str, Any], expected: dict[str, Any], folder: Path) -> None:
+    old, new = state["config"], expected["config"]
+    changed = [k for k in new if k not in RESUMABLE and old.get(k) != new[k]]
+    changed += [k for k in ("tuning_set_sha256", "samples", "weights") if state.get(k) != expected[k]]
+    if changed:
+        raise CxrbenchError(
+            f"cannot resume from {folder}: {', '.join(changed)} differ from the run that wrote it "
+            "(start a new --output folder, or pass the same options and tuning set)"
+        )
+
+
+# ---------------------------------------------------------------- the loop
+
+
+def encode_latents(
+    models: LdmModels, samples: Sequence[TuningSample], batch_size: int = 8, progress: bool = True
+) -> tuple[dict[Path, Any], list[tuple[int, str]]]:
+    """z0 (CPU float32) per distinct image, batched; (line, problem) for images that cannot be decoded."""
+    from tqdm.auto import tqdm
+
+    paths = list(dict.fromkeys(s.image for s in samples))
+    latents: dict[Path, Any] = {}
+    problems: dict[Path, str] = {}
+
+    def load(path: Path) -> np.ndarray | None:
+        try:
+            return load_jpg(path)
+        except DataError as exc:
+            problems[path] = str(exc)
+            return None
+
+    bar = tqdm(total=len(paths), unit="image", desc="encoding images", disable=not progress, dynamic_ncols=True)
+    with ThreadPoolExecutor(max_workers=4, thread_name_prefix="cxrbench-load") as pool:
+        for start in range(0, len(paths), batch_size):
+            batch = paths[start : start + batch_size]
+            images = list(pool.map(load, batch))
+            good = [(p, im) for p, im in zip(batch, images, strict=True) if im is not None]
+            if good:
+                for (path, _), z in zip(good, encode_images(models, [im for _, im in good]).cpu(), strict=True):
+                    latents[path] = z
+            bar.update(len(batch))
+    bar.close()
+    return latents, [(s.line, f"line {s.line}: {problems[s.image]}") for s in samples if s.image in problems]
+
+
+@dataclass
+class TuneResult:
+    checkpoint: Path
+    steps: int
+    final_losses: dict[str, float]
+
+
+def tune(
+    models: LdmModels,
+    samples: Sequence[TuningSample],
+    config: TuneConfig,
+    output: Path,
+    tuning_set_sha256: str = "",
+    resume: bool = False,
+    progress: bool = True,
+    latents: dict[Path, Any] | None = None,
+    on_step: Callable[[int, dict[str, float]], None] | None = None,
+) -> TuneResult:
+    """Tune the codebook's location rows on `samples`; checkpoints go to `output/step-*/` every
+    `config.checkpoint_every` steps and at the end. With `resume`, continue from the latest checkpoint."""
+    import torch
+    from tqdm.auto import tqdm
+
+    if not samples:
+        raise DataError("the tuning set has no usable sample")
+    output.mkdir(parents=True, exist_ok=True)
+    latents = latents if latents is not None else encode_latents(models, samples, progress=progress)[0]
+    codebook = Codebook.from_text_encoder(models.tokenizer, models.text_encoder).to(models.device)
+    optimizer = torch.optim.Adam([codebook.location], lr=config.lr)
+    state = {
+        "format": 1,
+        "config": asdict(config),
+        "layers": list(TUNING_LAYERS),
+        "timesteps": list(TUNING_TIMESTEPS),
+        "tuning_set_sha256": tuning_set_sha256,
+        "samples": len(samples),
+        "weights": models.hashes,
+    }
+    step = 0
+    if not resume and checkpoint_dirs(output):
+        raise CxrbenchError(f"{output} already holds checkpoints: add --resume to continue, or pick a new --output")
+    if resume:
+        found = checkpoint_dirs(output)
+        if not found:
+            raise CxrbenchError(f"--resume: no checkpoint in {output}")
+        old = read_state(found[-1])
+        _check_resumable(old, state, found[-1])
+        codebook = Codebook.load(found[-1] / CODEBOOK_FILE, models.tokenizer, models.text_encoder).to(models.device)
+        optimizer = torch.optim.Adam([codebook.location], lr=config.lr)
+        _load_optimizer(found[-1], optimizer, old)
+        step = int(old["step"])
+    special = {r.token_id for r in codebook.rows if r.kind == "special"}
+    prompts = {p: encode_prompt(models.tokenizer, p, special) for p in dict.fromkeys(s.prompt for s in samples)}
+    total = config.epochs * len(samples)
+    losses_file = output / LOSSES_FILE
+    _truncate_losses(losses_file, step)
+    recent: deque[dict[str, float]] = deque(maxlen=50)
+    bar = tqdm(total=total, initial=step, unit="step", desc="tuning", disable=not progress, dynamic_ncols=True)
+    checkpoint = None
+    with AttentionMaps(models.unet, TUNING_LAYERS) as maps, losses_file.open("a", encoding="utf-8") as log:
+        if step == 0:
+            log.write("step,epoch,line,loss,localization,diversity\n")
+        while step < total:
+            epoch, position = divmod(step, len(samples))
+            order = np.random.default_rng([config.seed, epoch]).permutation(len(samples))
+            sample = samples[int(order[position])]
+            latent = latents[sample.image].to(models.device)
+            noise = noise_for_step(config.seed, step, (len(TUNING_TIMESTEPS), *latent.shape)).to(models.device)
+            losses = training_losses(
+                models, codebook, maps, latent, prompts[sample.prompt], sample.gaussians, noise, config
+            )
+            optimizer.zero_grad(set_to_none=True)
+            losses["loss"].backward()
+            optimizer.step()
+            step += 1
+            values = {k: v.item() for k, v in losses.items()}
+            recent.append(values)
+            log.write(f"{step},{epoch},{sample.line},{values['loss']:.6g},{values['localization']:.6g},")
+            log.write(f"{values['diversity']:.6g}\n")
+            bar.update(1)
+            bar.set_postfix({k: f"{np.mean([r[k] for r in recent]):.4f}" for k in values})
+            if on_step is not None:
+                on_step(step, values)
+            if step % config.checkpoint_every == 0 or step == total:
+                log.flush()
+                checkpoint = _save_checkpoint(output, step, codebook, optimizer, {**state, "finished": step == total})
+    bar.close()
+    final = {k: float(np.mean([r[k] for r in recent])) for k in recent[0]} if recent else {}
+    return TuneResult(checkpoint or checkpoint_dirs(output)[-1], step, final)
+
+
+def _truncate_losses(path: Path, step: int) -> None:
+    """Keep the log's rows up to `step` (a resumed run rewrites what followed its checkpoint)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for i, line in enumerate(lines) if i == 0 or int(line.split(",", 1)[0]) <= step] if step else []
+    path.write_text("".join(kept), encoding="utf-8")
