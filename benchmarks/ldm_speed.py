@@ -21,17 +21,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from monai.networks.nets import DiffusionModelUNet
 from torch.utils.flop_counter import FlopCounterMode
 
 from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS, RECORDED_STEPS, StopForward, cross_attention_name
-
-
-def full_unet():
-    from cxrbench.methods.ldm.model import _network_args
-    from cxrbench.testing.ldm import FULL_UNET
-
-    return DiffusionModelUNet(**_network_args(FULL_UNET, DiffusionModelUNet, "full size"))
+from cxrbench.testing.ldm import full_unet, random_full_size_models
 
 
 def count_flops(unet, truncated: bool) -> int:
@@ -98,31 +91,13 @@ def wall_report() -> None:
             )
 
 
-def random_full_size(device: str, dtype: torch.dtype):
-    """The full-size autoencoder and U-Net with random weights, and a 1-layer 1024-wide CLIP text encoder
-    (the text encoder runs once per prompt and does not matter for speed)."""
-    from monai.networks.nets import AutoencoderKL
-    from transformers import CLIPTokenizer
-
-    from cxrbench.methods.ldm.model import LdmModels, _network_args
-    from cxrbench.testing.ldm import FULL_AUTOENCODER, SD, text_encoder, write_tiny_bundle
-
-    tmp = Path(tempfile.mkdtemp())
-    write_tiny_bundle(tmp)
-    tokenizer = CLIPTokenizer.from_pretrained(str(tmp / SD / "tokenizer"))
-    text = text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, hidden_size=1024, heads=16)
-    autoencoder = AutoencoderKL(**_network_args(FULL_AUTOENCODER, AutoencoderKL, "full size"))
-    nets = [m.to(device=device, dtype=dtype).eval() for m in (autoencoder, full_unet(), text)]
-    return LdmModels(nets[0], nets[1], tokenizer, nets[2], torch.device(device), dtype, {})
-
-
 def gpu_report() -> None:
     if not torch.cuda.is_available():
         print("no CUDA device: the full-size GPU numbers (images/s, peak memory) were not measured")
         return
     from cxrbench.methods.ldm.pipeline import fast_heatmaps
 
-    models = random_full_size("cuda", torch.bfloat16)
+    models = random_full_size_models("cuda", torch.bfloat16)
     rng = np.random.default_rng(0)
     for batch in (1, 8):
         images = [rng.random((512, 512), dtype=np.float32) for _ in range(batch)]

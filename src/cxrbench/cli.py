@@ -308,7 +308,13 @@ def curate(
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sample order and noise seed.")
-@click.option("--timestep-chunk", type=click.IntRange(min=1), default=10, show_default=True, help="Timesteps per pass.")
+@click.option(
+    "--timestep-chunk",
+    type=click.IntRange(min=1),
+    default=30,
+    show_default=True,
+    help="Timesteps per U-Net pass; below 30, chunks run under activation checkpointing (less memory, more FLOPs).",
+)
 @click.option("--checkpoint-every", type=click.IntRange(min=1), default=500, show_default=True, help="Steps.")
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --output.")
 @click.option(

@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 
 from cxrbench.anatomy.lut import load_lut
-from cxrbench.datasets.mimic import curate_tuning_set, report_body
+from cxrbench.datasets.mimic import curate_tuning_set, read_tuning_set, report_body
 from cxrbench.errors import DataError
 from cxrbench.testing.mimic import write_mimic
 
@@ -52,3 +52,41 @@ def test_curate_command(cli, root, tmp_path):
 def test_missing_root(tmp_path):
     with pytest.raises(DataError, match="does not exist"):
         curate_tuning_set(tmp_path / "nope")
+
+
+def test_curated_set_reads_back_for_tuning(root, tmp_path):
+    table = curate_tuning_set(root)
+    path = tmp_path / "tuning.csv"
+    table.to_csv(path, index=False)
+    samples, problems = read_tuning_set(path, images=root)
+    assert problems == []
+    assert [s.prompt for s in samples] == list(table["prompt"])
+    assert [s.line for s in samples] == [2, 3, 4]
+    lut = load_lut()
+    bilateral = samples[1]  # "bilateral pleural": one location, one Gaussian
+    assert len(bilateral.gaussians) == 1
+    assert bilateral.gaussians[0].mu_x == pytest.approx(lut.gaussians["bilateral pleural"].mu_x, abs=0.005)
+    assert samples[0].image == root / table["image"][0]
+
+
+def test_unusable_tuning_rows_are_reported_with_their_line(root, tmp_path):
+    good = curate_tuning_set(root).iloc[0].to_dict()
+    rows = [
+        good,
+        {**good, "prompt": "somewhere atelectasis"},
+        {**good, "prompt": "left base <and> right base atelectasis"},  # 2 locations, 1 Gaussian
+        {**good, "sigma_x": "0"},
+        {**good, "mu_y": "abc"},
+        {**good, "image": "files/nope.jpg"},
+    ]
+    path = tmp_path / "tuning.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    samples, problems = read_tuning_set(path, images=root)
+    assert [s.line for s in samples] == [2]
+    assert [line for line, _ in problems] == [3, 4, 5, 6, 7]
+    messages = dict(problems)
+    assert "'{location} {pathology}'" in messages[3]
+    assert "do not match the 2 location(s)" in messages[4]
+    assert "must be positive" in messages[5]
+    assert "column mu_y holds 'abc'" in messages[6]
+    assert f"{path}, line 7: image not found" in messages[7]

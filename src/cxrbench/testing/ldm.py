@@ -148,3 +148,32 @@ def text_encoder(vocab_size: int, bos: int, eos: int, hidden_size: int, heads: i
         eos_token_id=eos,
     )
     return CLIPTextModel(config)
+
+
+def full_unet():
+    """The real model's U-Net architecture with random weights (float32, CPU)."""
+    from monai.networks.nets import DiffusionModelUNet
+
+    from cxrbench.methods.ldm.model import _network_args
+
+    return DiffusionModelUNet(**_network_args(FULL_UNET, DiffusionModelUNet, "full size"))
+
+
+def random_full_size_models(device: str, dtype):
+    """LdmModels with the full-size autoencoder and U-Net (random weights), SD-2.1's real tokenizer and a
+    1-layer 1024-wide CLIP text encoder (it runs once per prompt and does not matter for speed)."""
+    import tempfile
+
+    import torch
+    from monai.networks.nets import AutoencoderKL
+    from transformers import CLIPTokenizer
+
+    from cxrbench.methods.ldm.model import LdmModels, _network_args
+
+    with tempfile.TemporaryDirectory() as tmp:
+        write_clip_tokenizer(Path(tmp))
+        tokenizer = CLIPTokenizer.from_pretrained(tmp)
+    text = text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, hidden_size=1024, heads=16)
+    autoencoder = AutoencoderKL(**_network_args(FULL_AUTOENCODER, AutoencoderKL, "full size"))
+    nets = [m.to(device=device, dtype=dtype).eval().requires_grad_(False) for m in (autoencoder, full_unet(), text)]
+    return LdmModels(nets[0], nets[1], tokenizer, nets[2], torch.device(device), dtype, {})

@@ -6,8 +6,8 @@ One training step (batch size 1, one tuning sample):
   100-step schedule over the 1000 training steps), one independent noise draw per timestep from a
   generator seeded by (seed, step), so a resumed run draws the same noise;
 - the prompt is embedded through the codebook and the frozen text encoder; the U-Net runs on the 30 noised
-  latents (chunks of `timestep_chunk`, each under activation checkpointing) only as far as the last of the 4
-  layers (bottleneck + first 3 decoder cross-attention layers), whose head-averaged probabilities
+  latents (one pass, or chunks of `timestep_chunk` under activation checkpointing) only as far as the last
+  of the 4 layers (bottleneck + first 3 decoder cross-attention layers), whose head-averaged probabilities
   softmax(QK^T / sqrt(d)) are kept with gradients and averaged over layers and timesteps: a_k, one map per
   token position k on the 16 x 16 grid;
 - losses, with A = mean of a_k over the prompt's real tokens (positions 1 .. n-2, the map ldm-tuned outputs,
@@ -70,7 +70,9 @@ RESUMABLE = ("epochs", "checkpoint_every", "timestep_chunk")
 @dataclass(frozen=True)
 class TuneConfig:
     """Defaults are cxrbench's (the published values are not stated): alpha = beta = 1, equal loss weights,
-    Adam at lr 1e-3 for 1 epoch; 10 timesteps per checkpointed chunk."""
+    Adam at lr 1e-3 for 1 epoch. `timestep_chunk` < 30 runs the 30 timesteps in chunks under activation
+    checkpointing: about 30 / chunk times less activation memory for ~55 % more FLOPs (benchmarks/tune_speed.py);
+    the default, one pass, needs ~0.3 GiB per timestep in float32 (measured on CPU)."""
 
     alpha: float = 1.0
     beta: float = 1.0
@@ -78,7 +80,7 @@ class TuneConfig:
     lr: float = 1e-3
     epochs: int = 1
     seed: int = 0
-    timestep_chunk: int = 10
+    timestep_chunk: int = 30
     checkpoint_every: int = 500
 
     def __post_init__(self) -> None:
@@ -186,6 +188,8 @@ class AttentionMaps:
         """(77, side, side): mean over timesteps (the batch of z) and layers."""
         from torch.utils.checkpoint import checkpoint
 
+        if chunk >= len(z):  # one pass: checkpointing would only add a recomputation
+            return self._chunk_sum(z, t, context) / (len(z) * len(self.modules))
         total = 0
         for start in range(0, len(z), chunk):
             part = z[start : start + chunk], t[start : start + chunk], context
@@ -210,14 +214,15 @@ def training_losses(
     gaussians: Sequence[Gaussian2D],
     noise: Any,
     config: TuneConfig,
+    timesteps: Sequence[int] = TUNING_TIMESTEPS,
 ) -> dict[str, Any]:
-    """The step's losses as tensors (`loss` carries the gradient)."""
+    """The step's losses as tensors (`loss` carries the gradient); noise is (timesteps, *latent.shape)."""
     import torch
 
-    a = torch.as_tensor(alphas_cumprod()[list(TUNING_TIMESTEPS)], dtype=torch.float32, device=models.device)
+    a = torch.as_tensor(alphas_cumprod()[list(timesteps)], dtype=torch.float32, device=models.device)
     scale = a.sqrt()[:, None, None, None], (1 - a).sqrt()[:, None, None, None]
     z = (scale[0] * latent[None] + scale[1] * noise).to(models.dtype)
-    t = torch.tensor(TUNING_TIMESTEPS, device=models.device, dtype=torch.long)
+    t = torch.tensor(list(timesteps), device=models.device, dtype=torch.long)
     with codebook.applied(models.text_encoder):
         context = models.text_encoder(prompt.ids[None].to(models.device)).last_hidden_state.to(models.dtype)
     grid = maps.mean(z, t, context, config.timestep_chunk)  # (77, side, side)
