@@ -145,7 +145,8 @@ def _missing_module(what: str, exc: ImportError) -> UnknownNameError:
     missing = getattr(exc, "name", None) or str(exc)
     return UnknownNameError(
         f"{what} needs the Python module '{missing}', which is not installed. Install the matching extra, "
-        f"e.g. pip install 'cxrbench[ldm]' (torch, monai, transformers) or 'cxrbench[all]'."
+        "e.g. pip install 'cxrbench[ldm]' (torch, monai, transformers), 'cxrbench[biovil]' (torch, torchvision, "
+        "hi-ml-multimodal) or 'cxrbench[all]'."
     )
 
 
@@ -164,6 +165,14 @@ METHODS = Registry(
         "center-gaussian": (
             "cxrbench.baselines.gaussians:CenterGaussian",
             "floor: one image-independent Gaussian at the image centre (sigma = side / 4)",
+        ),
+        "biovil": (
+            "cxrbench.methods.biovil:BioVil",
+            "BioViL: hi-ml-multimodal ResNet-50 + CXR-BERT patch-text similarity (needs cxrbench[biovil])",
+        ),
+        "biovil-t": (
+            "cxrbench.methods.biovil:BioVilT",
+            "BioViL-T: hi-ml-multimodal temporal image encoder + CXR-BERT similarity (needs cxrbench[biovil])",
         ),
         "ldm-zeroshot": (
             "cxrbench.methods.ldm.zeroshot:LdmZeroShot",

@@ -37,6 +37,8 @@ class WeightFile:
     sha256: str | None = None
 
 
+_CXR_BERT, _BIOVIL_T = "microsoft/BiomedVLP-CXR-BERT-specialized", "microsoft/BiomedVLP-BioViL-T"
+_BERT_FILES = ("config.json", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json")
 WEIGHT_FILES: tuple[WeightFile, ...] = (
     WeightFile("ldm", f"{_LDM}/models/autoencoder.pth", f"MONAI model zoo bundle {_LDM} (large_files.yml)"),
     WeightFile("ldm", f"{_LDM}/models/diffusion_model.pth", f"MONAI model zoo bundle {_LDM} (large_files.yml)"),
@@ -45,20 +47,10 @@ WEIGHT_FILES: tuple[WeightFile, ...] = (
     WeightFile("ldm", f"{_SD}/text_encoder/model.safetensors", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
     WeightFile("ldm", f"{_SD}/tokenizer/vocab.json", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
     WeightFile("ldm", f"{_SD}/tokenizer/merges.txt", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
-    WeightFile(
-        "biovil", "biovil_image_resnet50_proj_size_128.pt", "Hugging Face microsoft/BiomedVLP-CXR-BERT-specialized"
-    ),
-    WeightFile(
-        "biovil", "BiomedVLP-CXR-BERT-specialized/config.json", "Hugging Face microsoft/BiomedVLP-CXR-BERT-specialized"
-    ),
-    WeightFile(
-        "biovil",
-        "BiomedVLP-CXR-BERT-specialized/pytorch_model.bin",
-        "Hugging Face microsoft/BiomedVLP-CXR-BERT-specialized",
-    ),
-    WeightFile("biovil-t", "biovil_t_image_model_proj_size_128.pt", "Hugging Face microsoft/BiomedVLP-BioViL-T"),
-    WeightFile("biovil-t", "BiomedVLP-BioViL-T/config.json", "Hugging Face microsoft/BiomedVLP-BioViL-T"),
-    WeightFile("biovil-t", "BiomedVLP-BioViL-T/pytorch_model.bin", "Hugging Face microsoft/BiomedVLP-BioViL-T"),
+    WeightFile("biovil", "biovil_image_resnet50_proj_size_128.pt", f"Hugging Face {_CXR_BERT}"),
+    *(WeightFile("biovil", f"{_CXR_BERT.split('/')[1]}/{name}", f"Hugging Face {_CXR_BERT}") for name in _BERT_FILES),
+    WeightFile("biovil-t", "biovil_t_image_model_proj_size_128.pt", f"Hugging Face {_BIOVIL_T}"),
+    *(WeightFile("biovil-t", f"{_BIOVIL_T.split('/')[1]}/{name}", f"Hugging Face {_BIOVIL_T}") for name in _BERT_FILES),
     WeightFile("radgraph", "radgraph-xl/weights.th", "Hugging Face StanfordAIMI/RRG_scorers, radgraph-xl.tar.gz"),
     WeightFile("radgraph", "radgraph-xl/config.json", "Hugging Face StanfordAIMI/RRG_scorers, radgraph-xl.tar.gz"),
 )

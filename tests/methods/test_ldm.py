@@ -94,14 +94,16 @@ def test_fast_path_equals_the_literal_pipeline(models, images):
     from cxrbench.methods.ldm.pipeline import fast_heatmaps
     from cxrbench.methods.ldm.reference import reference_heatmap
 
+    # Without the Otsu mask: a threshold turns float rounding at its edge into jumps of the whole map value
+    # (the mask itself is checked in test_reduction_selects_real_tokens_and_applies_otsu).
     (first, second), (prompt_a, prompt_b) = images
-    fast = fast_heatmaps(models, [first, first, second], [prompt_a, prompt_b, prompt_a])
+    fast = fast_heatmaps(models, [first, first, second], [prompt_a, prompt_b, prompt_a], otsu=False)
     for heatmap, prompt in zip(fast[:2], (prompt_a, prompt_b), strict=True):
-        expected, calls = reference_heatmap(models, first, prompt)
+        expected, calls = reference_heatmap(models, first, prompt, otsu=False)
         assert calls == 334
         assert heatmap.shape == (512, 512)
         assert np.abs(heatmap - expected).max() <= 1e-4
-    alone = fast_heatmaps(models, [second], [prompt_a])[0]
+    alone = fast_heatmaps(models, [second], [prompt_a], otsu=False)[0]
     assert np.abs(fast[2] - alone).max() <= 1e-4  # batching does not change a heatmap
     assert np.abs(fast[0] - fast[1]).max() > 1e-3  # the prompt matters
 

@@ -185,6 +185,12 @@ def test_gradients_reach_only_location_rows_of_the_prompt(models, tuning_set, la
     assert all(p.grad is None for m in (models.unet, models.text_encoder, models.autoencoder) for p in m.parameters())
 
 
+def model_weights(models) -> dict:
+    """A copy of every tensor of the VAE, U-Net and text encoder."""
+    nets = {"unet": models.unet, "text": models.text_encoder, "vae": models.autoencoder}
+    return {f"{name}.{k}": v.clone() for name, net in nets.items() for k, v in net.state_dict().items()}
+
+
 def test_short_run_trains_location_rows_only_and_lowers_the_localization_loss(models, tuning_set, latents, tmp_path):
     from cxrbench.datasets.images import load_jpg
     from cxrbench.methods.ldm.codebook import Codebook
@@ -200,22 +206,14 @@ def test_short_run_trains_location_rows_only_and_lowers_the_localization_loss(mo
     )
 
     samples = tuning_set[1]
-    weights = {
-        f"{name}.{k}": v.clone()
-        for name, m in (("unet", models.unet), ("text", models.text_encoder), ("vae", models.autoencoder))
-        for k, v in m.state_dict().items()
-    }
+    weights = model_weights(models)
     initial = Codebook.from_text_encoder(models.tokenizer, models.text_encoder)
     result = tune(models, samples, config(epochs=3), tmp_path, progress=False, latents=latents)
     tuned = Codebook.load(result.checkpoint / "codebook.safetensors", models.tokenizer, models.text_encoder)
     assert torch.equal(tuned.fixed, initial.fixed)
     assert not torch.equal(tuned.location, initial.location)
-    after = {
-        f"{name}.{k}": v
-        for name, m in (("unet", models.unet), ("text", models.text_encoder), ("vae", models.autoencoder))
-        for k, v in m.state_dict().items()
-    }
-    assert all(torch.equal(weights[k], after[k]) for k in weights)
+    after = model_weights(models)
+    assert weights.keys() == after.keys() and all(torch.equal(weights[k], after[k]) for k in weights)
 
     def localization(book):
         special = {r.token_id for r in book.rows if r.kind == "special"}
@@ -233,7 +231,7 @@ def test_short_run_trains_location_rows_only_and_lowers_the_localization_loss(mo
                 )
         return np.array(out)
 
-    assert np.all(localization(tuned) < localization(initial))
+    assert localization(tuned).mean() < localization(initial).mean() - 0.005
 
     def cosine_to_target(book):
         heat = fast_heatmaps(
