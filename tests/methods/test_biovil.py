@@ -90,9 +90,10 @@ def test_each_prompt_is_embedded_once_and_images_in_batches(weights, image_files
     method.image_engine.model.get_patchwise_projected_embeddings = counting_images
     images = [load_jpg(p) for p in image_files[:3]]
     method.heatmaps([images[0], images[0], images[1], images[2]], [PROMPTS[0], PROMPTS[1], PROMPTS[0], PROMPTS[0]])
-    method.heatmaps([images[1]], [PROMPTS[1]])
-    assert text_calls == [[PROMPTS[0], PROMPTS[1]]]
-    assert image_batches == [2, 1, 1]  # 3 distinct images in batches of 2, then the next call's image
+    method.heatmaps([images[1]], [PROMPTS[1]])  # the next pair of an image already seen
+    method.heatmaps([images[0], images[2]], [PROMPTS[2], PROMPTS[2]])  # only "bilateral ..." is new
+    assert text_calls == [[PROMPTS[0], PROMPTS[1]], [PROMPTS[2]]]
+    assert image_batches == [2, 1]  # 3 distinct images in batches of 2; later pairs reuse their embeddings
 
 
 def test_missing_or_unfitting_weights_say_what_and_where(weights, tmp_path):

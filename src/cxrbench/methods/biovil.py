@@ -8,13 +8,14 @@ The method returns the centred min(H, W) square cut from the library's H x W map
 (`ImageTextInferenceEngine.convert_similarity_to_image_size`), so the shared scorer's NaN padding gives the
 library's map exactly. Images enter as the library loads them: 8-bit, min-max remapped (`remap_to_uint8`),
 its torchvision transform (DICOMs are first decoded by cxrbench's pipeline, VOI LUT and MONOCHROME1 applied,
-where the library would take the raw pixel array). Images are embedded in batches; each distinct prompt is
-embedded once.
+where the library would take the raw pixel array). Images are embedded in batches (16 on a GPU, 1 on a CPU,
+where larger batches were slower) and kept for the image's next pairs; each distinct prompt is embedded once.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from cxrbench.hashing import sha256_file
 from cxrbench.weights import files_of, load_state_dict, verify, weights_root
 
 RESIZE = 512
+RECENT_IMAGES = 64
 
 
 @dataclass(frozen=True)
@@ -66,7 +68,7 @@ class BioVil:
         self,
         weights: str | Path | None = None,
         device: str = "cpu",
-        batch_size: int = 16,
+        batch_size: int | None = None,
         allow_unverified_weights: bool = False,
     ):
         import torch
@@ -95,10 +97,12 @@ class BioVil:
         transform = create_chest_xray_transform_for_inference(resize=RESIZE, center_crop_size=variant.crop)
         self.image_engine = ImageInferenceEngine(image_model=image.to(self.device).eval(), transform=transform)
         self.text_engine = TextInferenceEngine(tokenizer=tokenizer, text_model=text.to(self.device).eval())
-        self.batch_size = int(batch_size)
+        # ResNet-50 on a 2-core CPU: 2.8 images/s at batch 1, 1.1 at batch 16 (benchmarks/biovil_speed.py)
+        self.batch_size = int(batch_size or (16 if self.device.type == "cuda" else 1))
         self.crop = variant.crop
         self.hashes = {path: sha256_file(root / path) for path in files}
         self._text: dict[str, Any] = {}
+        self._patches: OrderedDict[str, Any] = OrderedDict()
 
     def config(self) -> dict[str, object]:
         return {"weights": self.hashes, "resize": RESIZE, "crop": self.crop, "negative": "clamped to 0"}
@@ -124,16 +128,18 @@ class BioVil:
 
         keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]
         first = {k: im for k, im in zip(keys, images, strict=True)}
-        patches: dict[str, Any] = {}
-        distinct = list(first)
+        new = [k for k in first if k not in self._patches]
         model = self.image_engine.model
         with torch.no_grad():
-            for start in range(0, len(distinct), self.batch_size):
-                batch = distinct[start : start + self.batch_size]
+            for start in range(0, len(new), self.batch_size):
+                batch = new[start : start + self.batch_size]
                 pixels = torch.stack([self._image_input(first[k]) for k in batch]).to(self.device)
                 embedded = model.get_patchwise_projected_embeddings(pixels, normalize=True)
-                patches.update(zip(batch, embedded, strict=True))
+                self._patches.update(zip(batch, embedded, strict=True))
             texts = self._text_embeddings(prompts)
+        patches = {k: self._patches[k] for k in first}
+        while len(self._patches) > RECENT_IMAGES:  # an image's pairs follow each other: keep the last few
+            self._patches.popitem(last=False)
         out = []
         for key, image, text in zip(keys, images, texts, strict=True):
             height, width = image.shape
