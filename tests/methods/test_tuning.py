@@ -327,3 +327,44 @@ def test_tune_command_reports_a_missing_image_and_skips_it_on_request(bundle, cl
     shown = cli("tune", "--show-codebook", "--weights", str(bundle), "--output", str(tmp_path / "ckpt"))
     assert shown.returncode == 0 and "step-00000001" in shown.stdout
     assert "ple" in shown.stdout and "location" in shown.stdout
+
+
+def test_tune_killed_with_sigkill_then_resumed_gives_the_uninterrupted_codebook(bundle, tuning_set, tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    from cxrbench.methods.ldm.tuning import checkpoint_dirs
+
+    from ..conftest import cxrbench_env
+
+    path, samples = tuning_set
+    steps = 3 * len(samples)
+
+    def command(output: str, *extra: str) -> list[str]:
+        return [
+            *(sys.executable, "-m", "cxrbench", "tune", "--tuning-set", str(path), "--weights", str(bundle)),
+            *("--output", output, "--epochs", "3", "--lr", "0.05", "--checkpoint-every", "1", "--no-progress"),
+            *extra,
+        ]
+
+    env = cxrbench_env(tmp_path, plugin=False)
+    proc = subprocess.Popen(command("killed"), cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.time() + 240
+    while time.time() < deadline and not (tmp_path / "killed" / "step-00000002").is_dir():
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    done = checkpoint_dirs(tmp_path / "killed")
+    assert done and int(done[-1].name.split("-")[1]) < steps, "the run was not cut short"
+    resumed = subprocess.run(command("killed", "--resume"), cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr
+    clean = subprocess.run(command("clean"), cwd=tmp_path, env=env, capture_output=True, text=True)
+    assert clean.returncode == 0, clean.stderr
+    final = f"step-{steps:08d}/codebook.safetensors"
+    a, b = load_file(tmp_path / "killed" / final), load_file(tmp_path / "clean" / final)
+    assert torch.equal(a["embeddings"], b["embeddings"])
+    assert (tmp_path / "killed" / "losses.csv").read_text() == (tmp_path / "clean" / "losses.csv").read_text()
