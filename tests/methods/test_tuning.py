@@ -368,3 +368,28 @@ def test_tune_killed_with_sigkill_then_resumed_gives_the_uninterrupted_codebook(
     a, b = load_file(tmp_path / "killed" / final), load_file(tmp_path / "clean" / final)
     assert torch.equal(a["embeddings"], b["embeddings"])
     assert (tmp_path / "killed" / "losses.csv").read_text() == (tmp_path / "clean" / "losses.csv").read_text()
+
+
+def test_bfloat16_step_with_checkpointed_chunks_agrees_with_float32(bundle, models, tuning_set, latents):
+    from cxrbench.methods.ldm.codebook import Codebook
+    from cxrbench.methods.ldm.model import load_ldm
+    from cxrbench.methods.ldm.tuning import TUNING_LAYERS, AttentionMaps, encode_prompt, noise_for_step, training_losses
+
+    sample = tuning_set[1][0]
+    half = load_ldm(bundle, dtype="bfloat16")
+    results = []
+    for net, chunk in ((models, 30), (half, 7)):  # 7: uneven chunks under activation checkpointing
+        book = Codebook.from_text_encoder(net.tokenizer, net.text_encoder)
+        special = {r.token_id for r in book.rows if r.kind == "special"}
+        prompt = encode_prompt(net.tokenizer, sample.prompt, special)
+        noise = noise_for_step(0, 0, (30, *latents[sample.image].shape))
+        with AttentionMaps(net.unet, TUNING_LAYERS) as maps:
+            losses = training_losses(
+                net, book, maps, latents[sample.image], prompt, sample.gaussians, noise, config(timestep_chunk=chunk)
+            )
+            losses["loss"].backward()
+        assert book.location.grad.dtype == torch.float32 and torch.isfinite(book.location.grad).all()
+        results.append((losses["localization"].item(), book.location.grad))
+    assert results[1][0] == pytest.approx(results[0][0], abs=0.02)
+    cosine = torch.nn.functional.cosine_similarity(results[0][1].flatten(), results[1][1].flatten(), dim=0)
+    assert cosine > 0.9
