@@ -319,8 +319,8 @@ def curate(
 @click.option("--resume", is_flag=True, help="Continue from the latest checkpoint in --output.")
 @click.option(
     "--on-error",
-    type=click.Choice(["raise", "skip"]),
-    default="raise",
+    type=click.Choice(["fail", "skip"]),
+    default="fail",
     show_default=True,
     help="skip: leave out rows whose image is missing or unreadable (listed in <output>/skipped.csv).",
 )
@@ -353,12 +353,14 @@ def tune(
     from cxrbench.datasets.mimic import read_tuning_set
     from cxrbench.hashing import sha256_file
     from cxrbench.methods.ldm.model import load_ldm
-    from cxrbench.methods.ldm.tuning import TuneConfig, encode_latents
+    from cxrbench.methods.ldm.tuning import TuneConfig, check_output, encode_latents
     from cxrbench.methods.ldm.tuning import tune as run_tuning
 
     config = TuneConfig(**hyper)  # type: ignore[arg-type]
+    check_output(output, resume)  # before minutes of image encoding
     samples, problems = read_tuning_set(tuning_set, images)
-    _check_rows(problems, on_error, output)
+    if on_error == "fail":
+        _check_rows(problems, on_error, output)  # before the models load
     models = load_ldm(root, device, dtype, allow_unverified_weights)
     latents, unreadable = encode_latents(models, samples, progress=not no_progress)
     _check_rows(problems + unreadable, on_error, output)
@@ -375,7 +377,7 @@ def _check_rows(problems: list[tuple[int, str]], on_error: str, output: Path) ->
     """Stop at the first unusable tuning-set row, or (skip) list them all in <output>/skipped.csv."""
     if not problems:
         return
-    if on_error == "raise":
+    if on_error == "fail":
         raise CxrbenchError(f"{problems[0][1]} ({len(problems)} unusable row(s); --on-error skip leaves them out)")
     import pandas as pd
 

@@ -261,6 +261,15 @@ def resolve_checkpoint(path: Path) -> Path:
     return found[-1]
 
 
+def check_output(output: Path, resume: bool) -> None:
+    """A fresh run needs a folder without checkpoints; --resume needs one with."""
+    found = checkpoint_dirs(output) if output.is_dir() else []
+    if found and not resume:
+        raise CxrbenchError(f"{output} already holds checkpoints: add --resume to continue, or pick a new --output")
+    if resume and not found:
+        raise CxrbenchError(f"--resume: no checkpoint in {output}")
+
+
 def read_state(folder: Path) -> dict[str, Any]:
     try:
         return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
@@ -383,12 +392,9 @@ def tune(
         "weights": models.hashes,
     }
     step = 0
-    if not resume and checkpoint_dirs(output):
-        raise CxrbenchError(f"{output} already holds checkpoints: add --resume to continue, or pick a new --output")
+    check_output(output, resume)
     if resume:
         found = checkpoint_dirs(output)
-        if not found:
-            raise CxrbenchError(f"--resume: no checkpoint in {output}")
         old = read_state(found[-1])
         _check_resumable(old, state, found[-1])
         codebook = Codebook.load(found[-1] / CODEBOOK_FILE, models.tokenizer, models.text_encoder).to(models.device)
