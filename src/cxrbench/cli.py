@@ -352,8 +352,9 @@ def tune(
         raise CxrbenchError("cxrbench tune needs --tuning-set and --output (or --show-codebook)")
     from cxrbench.datasets.mimic import read_tuning_set
     from cxrbench.hashing import sha256_file
+    from cxrbench.methods.ldm.checkpoints import check_output
     from cxrbench.methods.ldm.model import load_ldm
-    from cxrbench.methods.ldm.tuning import TuneConfig, check_output, encode_latents
+    from cxrbench.methods.ldm.tuning import TuneConfig, encode_latents
     from cxrbench.methods.ldm.tuning import tune as run_tuning
 
     config = TuneConfig(**hyper)  # type: ignore[arg-type]
@@ -381,7 +382,7 @@ def _check_rows(problems: list[tuple[int, str]], on_error: str, output: Path) ->
         raise CxrbenchError(f"{problems[0][1]} ({len(problems)} unusable row(s); --on-error skip leaves them out)")
     import pandas as pd
 
-    from cxrbench.methods.ldm.tuning import SKIPPED_FILE
+    from cxrbench.methods.ldm.checkpoints import SKIPPED_FILE
 
     path = output / SKIPPED_FILE
     _write_table(path, pd.DataFrame(sorted(problems), columns=["line", "problem"]))
@@ -389,9 +390,9 @@ def _check_rows(problems: list[tuple[int, str]], on_error: str, output: Path) ->
 
 
 def _codebook_lines(root: Path, output: Path | None, allow_unverified: bool) -> list[str]:
+    from cxrbench.methods.ldm.checkpoints import checkpoint_dirs
     from cxrbench.methods.ldm.codebook import FILE, Codebook
     from cxrbench.methods.ldm.model import load_text
-    from cxrbench.methods.ldm.tuning import checkpoint_dirs
 
     tokenizer, text_encoder = load_text(root, allow_unverified)
     found = checkpoint_dirs(output) if output is not None else []

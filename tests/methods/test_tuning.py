@@ -247,8 +247,9 @@ def test_short_run_trains_location_rows_only_and_lowers_the_localization_loss(mo
 
 
 def test_killed_then_resumed_run_equals_an_uninterrupted_run(models, tuning_set, latents, tmp_path):
+    from cxrbench.methods.ldm.checkpoints import checkpoint_dirs
     from cxrbench.methods.ldm.codebook import Codebook
-    from cxrbench.methods.ldm.tuning import checkpoint_dirs, tune
+    from cxrbench.methods.ldm.tuning import tune
 
     samples = tuning_set[1]
     run = config(epochs=2, checkpoint_every=3)
@@ -337,7 +338,7 @@ def test_tune_killed_with_sigkill_then_resumed_gives_the_uninterrupted_codebook(
 
     from safetensors.torch import load_file
 
-    from cxrbench.methods.ldm.tuning import checkpoint_dirs
+    from cxrbench.methods.ldm.checkpoints import checkpoint_dirs
 
     from ..conftest import cxrbench_env
 

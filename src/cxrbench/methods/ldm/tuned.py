@@ -8,13 +8,11 @@ import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-
 from cxrbench.errors import CxrbenchError
 from cxrbench.hashing import sha256_file
+from cxrbench.methods.ldm.checkpoints import STATE_FILE, read_state, resolve_checkpoint
 from cxrbench.methods.ldm.codebook import FILE, Codebook
-from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS, fast_heatmaps
-from cxrbench.methods.ldm.tuning import read_state, resolve_checkpoint
+from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS
 from cxrbench.methods.ldm.zeroshot import LdmZeroShot
 
 
@@ -40,13 +38,10 @@ class LdmTuned(LdmZeroShot):
         super().__init__(weights, device, dtype, batch_size, layers, allow_unverified_weights)
         self.codebook = Codebook.load(folder / FILE, self.models.tokenizer, self.models.text_encoder)
         self.codebook.to(self.models.device)
-        state = read_state(folder) if (folder / "state.json").is_file() else {}
+        state = read_state(folder) if (folder / STATE_FILE).is_file() else {}
         if state and not state.get("finished", False):
             warnings.warn(f"{folder} is an intermediate checkpoint (step {state.get('step')})", stacklevel=2)
         self.checkpoint = {"sha256": sha256_file(folder / FILE), "step": state.get("step")}
 
     def config(self) -> dict[str, object]:
         return {**super().config(), "checkpoint": self.checkpoint}
-
-    def heatmaps(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[np.ndarray]:
-        return fast_heatmaps(self.models, images, prompts, self.layers, self.otsu, self.codebook)

@@ -24,9 +24,7 @@ Samples are visited in a fresh permutation per epoch (seeded by (seed, epoch)).
 from __future__ import annotations
 
 import contextlib
-import json
 import math
-import shutil
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +38,16 @@ from cxrbench.anatomy.lut import Gaussian2D, render
 from cxrbench.datasets.images import load_jpg
 from cxrbench.datasets.mimic import TuningSample
 from cxrbench.errors import CxrbenchError, DataError
+from cxrbench.methods.ldm.checkpoints import (
+    LOSSES_FILE,
+    check_output,
+    check_resumable,
+    checkpoint_dirs,
+    load_optimizer,
+    read_state,
+    save_checkpoint,
+    truncate_losses,
+)
 from cxrbench.methods.ldm.codebook import FILE as CODEBOOK_FILE
 from cxrbench.methods.ldm.codebook import Codebook
 from cxrbench.methods.ldm.ddim import alphas_cumprod
@@ -60,11 +68,6 @@ TUNING_LAYERS = (
 )
 TUNING_TIMESTEPS = tuple(range(300, 600, 10))
 MASK_LEVEL = math.exp(-2.0)  # G >= this <=> inside the 2-sigma ellipse of one of the Gaussians
-STATE_FILE, OPTIMIZER_FILE = "state.json", "optimizer.safetensors"
-LOSSES_FILE, SKIPPED_FILE = "losses.csv", "skipped.csv"
-KEEP_CHECKPOINTS = 2
-# Options that may change between a run and its --resume (they do not change the steps already taken).
-RESUMABLE = ("epochs", "checkpoint_every", "timestep_chunk")
 
 
 @dataclass(frozen=True)
@@ -238,87 +241,6 @@ def training_losses(
     }
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-def checkpoint_dirs(output: Path) -> list[Path]:
-    """Complete checkpoints in `output`, oldest first."""
-    return sorted(p for p in output.glob("step-*") if (p / STATE_FILE).is_file())
-
-
-def resolve_checkpoint(path: Path) -> Path:
-    """A checkpoint folder, or the latest complete one in a `cxrbench tune --output` folder."""
-    path = Path(path)
-    if not path.is_dir():
-        raise CxrbenchError(f"checkpoint folder {path} does not exist")
-    if (path / CODEBOOK_FILE).is_file():
-        return path
-    found = checkpoint_dirs(path)
-    if not found:
-        raise CxrbenchError(
-            f"no checkpoint in {path}: expected {CODEBOOK_FILE} or step-*/ folders written by `cxrbench tune`"
-        )
-    return found[-1]
-
-
-def check_output(output: Path, resume: bool) -> None:
-    """A fresh run needs a folder without checkpoints; --resume needs one with."""
-    found = checkpoint_dirs(output) if output.is_dir() else []
-    if found and not resume:
-        raise CxrbenchError(f"{output} already holds checkpoints: add --resume to continue, or pick a new --output")
-    if resume and not found:
-        raise CxrbenchError(f"--resume: no checkpoint in {output}")
-
-
-def read_state(folder: Path) -> dict[str, Any]:
-    try:
-        return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as exc:
-        raise CxrbenchError(f"cannot read {folder / STATE_FILE}: {exc}") from exc
-
-
-def _save_checkpoint(output: Path, step: int, codebook: Codebook, optimizer: Any, state: dict[str, Any]) -> Path:
-    """Write step-<step>/ through a temporary folder and one rename; keep the last KEEP_CHECKPOINTS."""
-    from safetensors.torch import save_file
-
-    final = output / f"step-{step:08d}"
-    tmp = output / f".tmp-step-{step:08d}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    codebook.save(tmp)
-    adam = optimizer.state_dict()
-    tensors = {k: v.detach().cpu().contiguous() for k, v in adam["state"].get(0, {}).items()}
-    save_file(tensors, str(tmp / OPTIMIZER_FILE))
-    groups = [{k: v for k, v in g.items() if k != "params"} for g in adam["param_groups"]]
-    (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step, "optimizer": groups}, indent=2), encoding="utf-8")
-    shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in checkpoint_dirs(output)[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
-    return final
-
-
-def _load_optimizer(folder: Path, optimizer: Any, state: dict[str, Any]) -> None:
-    from safetensors.torch import load_file
-
-    tensors = load_file(str(folder / OPTIMIZER_FILE))
-    device = optimizer.param_groups[0]["params"][0].device
-    moved = {k: (v if k == "step" else v.to(device)) for k, v in tensors.items()}
-    groups = [{**g, "params": [0]} for g in state["optimizer"]]
-    optimizer.load_state_dict({"state": {0: moved} if moved else {}, "param_groups": groups})
-
-
-def _check_resumable(state: dict[str, Any], expected: dict[str, Any], folder: Path) -> None:
-    old, new = state["config"], expected["config"]
-    changed = [k for k in new if k not in RESUMABLE and old.get(k) != new[k]]
-    changed += [k for k in ("tuning_set_sha256", "samples", "weights") if state.get(k) != expected[k]]
-    if changed:
-        raise CxrbenchError(
-            f"cannot resume from {folder}: {', '.join(changed)} differ from the run that wrote it "
-            "(start a new --output folder, or pass the same options and tuning set)"
-        )
-
-
 # ---------------------------------------------------------------- the loop
 
 
@@ -396,16 +318,16 @@ def tune(
     if resume:
         found = checkpoint_dirs(output)
         old = read_state(found[-1])
-        _check_resumable(old, state, found[-1])
+        check_resumable(old, state, found[-1])
         codebook = Codebook.load(found[-1] / CODEBOOK_FILE, models.tokenizer, models.text_encoder).to(models.device)
         optimizer = torch.optim.Adam([codebook.location], lr=config.lr)
-        _load_optimizer(found[-1], optimizer, old)
+        load_optimizer(found[-1], optimizer, old)
         step = int(old["step"])
     special = {r.token_id for r in codebook.rows if r.kind == "special"}
     prompts = {p: encode_prompt(models.tokenizer, p, special) for p in dict.fromkeys(s.prompt for s in samples)}
     total = config.epochs * len(samples)
     losses_file = output / LOSSES_FILE
-    _truncate_losses(losses_file, step)
+    truncate_losses(losses_file, step)
     recent: deque[dict[str, float]] = deque(maxlen=50)
     bar = tqdm(total=total, initial=step, unit="step", desc="tuning", disable=not progress, dynamic_ncols=True)
     checkpoint = None
@@ -435,16 +357,7 @@ def tune(
                 on_step(step, values)
             if step % config.checkpoint_every == 0 or step == total:
                 log.flush()
-                checkpoint = _save_checkpoint(output, step, codebook, optimizer, {**state, "finished": step == total})
+                checkpoint = save_checkpoint(output, step, codebook, optimizer, {**state, "finished": step == total})
     bar.close()
     final = {k: float(np.mean([r[k] for r in recent])) for k in recent[0]} if recent else {}
     return TuneResult(checkpoint or checkpoint_dirs(output)[-1], step, final)
-
-
-def _truncate_losses(path: Path, step: int) -> None:
-    """Keep the log's rows up to `step` (a resumed run rewrites what followed its checkpoint)."""
-    if not path.is_file():
-        return
-    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
-    kept = [line for i, line in enumerate(lines) if i == 0 or int(line.split(",", 1)[0]) <= step] if step else []
-    path.write_text("".join(kept), encoding="utf-8")

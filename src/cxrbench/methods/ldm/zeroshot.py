@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrbench.methods.ldm.codebook import Codebook
 from cxrbench.methods.ldm.model import load_ldm
 from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS, RECORDED_STEPS, fast_heatmaps
 from cxrbench.weights import weights_root
@@ -19,6 +20,7 @@ class LdmZeroShot:
     name = "ldm-zeroshot"
     interpolation = "nearest"
     otsu = True
+    codebook: Codebook | None = None  # ldm-tuned's prompt embeddings
 
     def __init__(
         self,
@@ -44,7 +46,7 @@ class LdmZeroShot:
         }
 
     def heatmaps(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[np.ndarray]:
-        return fast_heatmaps(self.models, images, prompts, self.layers, self.otsu)
+        return fast_heatmaps(self.models, images, prompts, self.layers, self.otsu, self.codebook)
 
     def heatmap(self, image: np.ndarray, prompt: str) -> np.ndarray:
         return self.heatmaps([image], [prompt])[0]

@@ -1,0 +1,108 @@
+"""Checkpoints of `cxrbench tune`: `<output>/step-<N>/` with `codebook.safetensors`, `optimizer.safetensors`
+(Adam's moments and step) and `state.json` (options, layers, timesteps, tuning-set and weight hashes, step).
+Each is written to a temporary folder and renamed, so a kill leaves either a complete checkpoint or none;
+the last KEEP_CHECKPOINTS are kept. `losses.csv` logs every step."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+from cxrbench.errors import CxrbenchError
+from cxrbench.methods.ldm.codebook import FILE as CODEBOOK_FILE
+from cxrbench.methods.ldm.codebook import Codebook
+
+STATE_FILE, OPTIMIZER_FILE = "state.json", "optimizer.safetensors"
+LOSSES_FILE, SKIPPED_FILE = "losses.csv", "skipped.csv"
+KEEP_CHECKPOINTS = 2
+# Options that may change between a run and its --resume (they do not change the steps already taken).
+RESUMABLE = ("epochs", "checkpoint_every", "timestep_chunk")
+
+
+def checkpoint_dirs(output: Path) -> list[Path]:
+    """Complete checkpoints in `output`, oldest first."""
+    return sorted(p for p in output.glob("step-*") if (p / STATE_FILE).is_file())
+
+
+def resolve_checkpoint(path: Path) -> Path:
+    """A checkpoint folder, or the latest complete one in a `cxrbench tune --output` folder."""
+    path = Path(path)
+    if not path.is_dir():
+        raise CxrbenchError(f"checkpoint folder {path} does not exist")
+    if (path / CODEBOOK_FILE).is_file():
+        return path
+    found = checkpoint_dirs(path)
+    if not found:
+        raise CxrbenchError(
+            f"no checkpoint in {path}: expected {CODEBOOK_FILE} or step-*/ folders written by `cxrbench tune`"
+        )
+    return found[-1]
+
+
+def check_output(output: Path, resume: bool) -> None:
+    """A fresh run needs a folder without checkpoints; --resume needs one with."""
+    found = checkpoint_dirs(output) if output.is_dir() else []
+    if found and not resume:
+        raise CxrbenchError(f"{output} already holds checkpoints: add --resume to continue, or pick a new --output")
+    if resume and not found:
+        raise CxrbenchError(f"--resume: no checkpoint in {output}")
+
+
+def read_state(folder: Path) -> dict[str, Any]:
+    try:
+        return json.loads((folder / STATE_FILE).read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise CxrbenchError(f"cannot read {folder / STATE_FILE}: {exc}") from exc
+
+
+def save_checkpoint(output: Path, step: int, codebook: Codebook, optimizer: Any, state: dict[str, Any]) -> Path:
+    """Write step-<step>/ through a temporary folder and one rename; keep the last KEEP_CHECKPOINTS."""
+    from safetensors.torch import save_file
+
+    final = output / f"step-{step:08d}"
+    tmp = output / f".tmp-step-{step:08d}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    codebook.save(tmp)
+    adam = optimizer.state_dict()
+    tensors = {k: v.detach().cpu().contiguous() for k, v in adam["state"].get(0, {}).items()}
+    save_file(tensors, str(tmp / OPTIMIZER_FILE))
+    groups = [{k: v for k, v in g.items() if k != "params"} for g in adam["param_groups"]]
+    (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step, "optimizer": groups}, indent=2), encoding="utf-8")
+    shutil.rmtree(final, ignore_errors=True)
+    tmp.rename(final)
+    for old in checkpoint_dirs(output)[:-KEEP_CHECKPOINTS]:
+        shutil.rmtree(old, ignore_errors=True)
+    return final
+
+
+def load_optimizer(folder: Path, optimizer: Any, state: dict[str, Any]) -> None:
+    from safetensors.torch import load_file
+
+    tensors = load_file(str(folder / OPTIMIZER_FILE))
+    device = optimizer.param_groups[0]["params"][0].device
+    moved = {k: (v if k == "step" else v.to(device)) for k, v in tensors.items()}
+    groups = [{**g, "params": [0]} for g in state["optimizer"]]
+    optimizer.load_state_dict({"state": {0: moved} if moved else {}, "param_groups": groups})
+
+
+def check_resumable(state: dict[str, Any], expected: dict[str, Any], folder: Path) -> None:
+    old, new = state["config"], expected["config"]
+    changed = [k for k in new if k not in RESUMABLE and old.get(k) != new[k]]
+    changed += [k for k in ("tuning_set_sha256", "samples", "weights") if state.get(k) != expected[k]]
+    if changed:
+        raise CxrbenchError(
+            f"cannot resume from {folder}: {', '.join(changed)} differ from the run that wrote it "
+            "(start a new --output folder, or pass the same options and tuning set)"
+        )
+
+
+def truncate_losses(path: Path, step: int) -> None:
+    """Keep the log's rows up to `step` (a resumed run rewrites what followed its checkpoint)."""
+    if not path.is_file():
+        return
+    lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
+    kept = [line for i, line in enumerate(lines) if i == 0 or int(line.split(",", 1)[0]) <= step] if step else []
+    path.write_text("".join(kept), encoding="utf-8")
