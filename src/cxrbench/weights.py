@@ -47,6 +47,9 @@ WEIGHT_FILES: tuple[WeightFile, ...] = (
     WeightFile("ldm", f"{_SD}/text_encoder/model.safetensors", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
     WeightFile("ldm", f"{_SD}/tokenizer/vocab.json", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
     WeightFile("ldm", f"{_SD}/tokenizer/merges.txt", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
+    # the special tokens (SD-2.x pads with "!"): they change the padded context, so they are verified too
+    WeightFile("ldm", f"{_SD}/tokenizer/tokenizer_config.json", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
+    WeightFile("ldm", f"{_SD}/tokenizer/special_tokens_map.json", "Hugging Face stabilityai/stable-diffusion-2-1-base"),
     WeightFile("biovil", "biovil_image_resnet50_proj_size_128.pt", f"Hugging Face {_CXR_BERT}"),
     *(WeightFile("biovil", f"{_CXR_BERT.split('/')[1]}/{name}", f"Hugging Face {_CXR_BERT}") for name in _BERT_FILES),
     WeightFile("biovil-t", "biovil_t_image_model_proj_size_128.pt", f"Hugging Face {_BIOVIL_T}"),

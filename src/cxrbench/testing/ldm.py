@@ -77,9 +77,10 @@ def clip_bpe_table() -> Path:
 
 
 def write_clip_tokenizer(folder: Path) -> dict[str, int]:
-    """SD-2.1-base's tokenizer files (vocab.json, merges.txt, tokenizer_config.json) from CLIP's BPE table, as
-    open_clip builds its vocabulary: 256 byte characters, the same with </w>, the 48,894 merges, then
-    <|startoftext|> and <|endoftext|> (49,408 entries). Padding is "!" (id 0), as in SD-2.x. Returns the vocab."""
+    """SD-2.1-base's tokenizer files (vocab.json, merges.txt, tokenizer_config.json, special_tokens_map.json)
+    from CLIP's BPE table, with open_clip's vocabulary order: 256 byte characters, the same with </w>, the
+    48,894 merges, then <|startoftext|> and <|endoftext|> (49,408 entries). Padding is "!" (id 0), as in SD-2.x.
+    Returns the vocab."""
     with gzip.open(clip_bpe_table()) as handle:
         lines = handle.read().decode("utf-8").split("\n")
     merges = lines[1 : 49152 - 256 - 2 + 1]
@@ -99,6 +100,8 @@ def write_clip_tokenizer(folder: Path) -> dict[str, int]:
         "model_max_length": 77,
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config), encoding="utf-8")
+    specials = {k: config[k] for k in ("bos_token", "eos_token", "pad_token", "unk_token")}
+    (folder / "special_tokens_map.json").write_text(json.dumps(specials), encoding="utf-8")
     return vocab
 
 

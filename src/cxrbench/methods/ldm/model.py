@@ -62,7 +62,8 @@ def load_text(root: Path, allow_unverified: bool = False) -> tuple[Any, Any]:
         verify(_file(n), root, allow_unverified) for n in ("text_encoder/config.json", "text_encoder/model.safetensors")
     ]
     tokenizer_files = [
-        verify(_file(n), root, allow_unverified) for n in ("tokenizer/vocab.json", "tokenizer/merges.txt")
+        verify(_file(f"tokenizer/{n}"), root, allow_unverified)
+        for n in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json")
     ]
     tokenizer = CLIPTokenizer.from_pretrained(str(tokenizer_files[0].parent), local_files_only=True)
     text_encoder = CLIPTextModel.from_pretrained(str(text_files[0].parent), local_files_only=True, use_safetensors=True)
