@@ -14,7 +14,6 @@ where larger batches were slower) and kept for the image's next pairs; each dist
 
 from __future__ import annotations
 
-import hashlib
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from cxrbench.errors import WeightsError
-from cxrbench.hashing import sha256_file
+from cxrbench.hashing import array_digest, sha256_file
 from cxrbench.weights import files_of, load_state_dict, verify, weights_root
 
 RESIZE = 512
@@ -126,7 +125,7 @@ class BioVil:
         import torch
         from health_multimodal.vlp import ImageTextInferenceEngine
 
-        keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]
+        keys = [array_digest(im) for im in images]
         first = {k: im for k, im in zip(keys, images, strict=True)}
         new = [k for k in first if k not in self._patches]
         model = self.image_engine.model

@@ -11,7 +11,6 @@ image is encoded and inverted once, however many prompts it has; images and prom
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ import numpy as np
 
 from cxrbench.benchmark.protocol import resize
 from cxrbench.errors import WeightsError
+from cxrbench.hashing import array_digest
 from cxrbench.methods.ldm.ddim import alphas_cumprod, inversion_timesteps, invert_step
 from cxrbench.methods.ldm.heatmap import SIZE, finish, grid_map
 from cxrbench.methods.ldm.model import LATENT_SCALE, LdmModels
@@ -139,7 +139,7 @@ def fast_heatmaps(
     """512 x 512 heatmaps for (image, prompt) pairs; see the module docstring for what is skipped."""
     import torch
 
-    keys = [hashlib.sha1(np.ascontiguousarray(im).tobytes()).hexdigest() for im in images]
+    keys = [array_digest(im) for im in images]
     distinct_images = list(dict.fromkeys(keys))
     distinct_prompts = list(dict.fromkeys(prompts))
     image_of = torch.tensor([distinct_images.index(k) for k in keys], device=models.device)

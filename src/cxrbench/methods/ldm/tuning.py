@@ -58,6 +58,7 @@ from cxrbench.methods.ldm.pipeline import (
     attention_probs,
     cross_attention_name,
     encode_images,
+    token_counts,
 )
 
 TUNING_LAYERS = (
@@ -134,7 +135,7 @@ def encode_prompt(tokenizer: Any, prompt: str, special_ids: set[int]) -> Encoded
     import torch
 
     ids = tokenizer(prompt, padding="max_length", max_length=MAX_TOKENS, truncation=True).input_ids
-    n = min(len(tokenizer(prompt, truncation=False).input_ids), MAX_TOKENS)
+    n = token_counts(tokenizer, [prompt])[0]
     real = list(range(1, n - 1))
     plain = [k for k in real if ids[k] not in special_ids]
     return EncodedPrompt(torch.tensor(ids), torch.tensor(real, dtype=torch.long), torch.tensor(plain, dtype=torch.long))
@@ -301,9 +302,8 @@ def tune(
     if not samples:
         raise DataError("the tuning set has no usable sample")
     output.mkdir(parents=True, exist_ok=True)
+    check_output(output, resume)
     latents = latents if latents is not None else encode_latents(models, samples, progress=progress)[0]
-    codebook = Codebook.from_text_encoder(models.tokenizer, models.text_encoder).to(models.device)
-    optimizer = torch.optim.Adam([codebook.location], lr=config.lr)
     state = {
         "format": 1,
         "config": asdict(config),
@@ -314,14 +314,17 @@ def tune(
         "weights": models.hashes,
     }
     step = 0
-    check_output(output, resume)
     if resume:
-        found = checkpoint_dirs(output)
-        old = read_state(found[-1])
-        check_resumable(old, state, found[-1])
-        codebook = Codebook.load(found[-1] / CODEBOOK_FILE, models.tokenizer, models.text_encoder).to(models.device)
-        optimizer = torch.optim.Adam([codebook.location], lr=config.lr)
-        load_optimizer(found[-1], optimizer, old)
+        latest = checkpoint_dirs(output)[-1]
+        old = read_state(latest)
+        check_resumable(old, state, latest)
+        codebook = Codebook.load(latest / CODEBOOK_FILE, models.tokenizer, models.text_encoder)
+    else:
+        codebook = Codebook.from_text_encoder(models.tokenizer, models.text_encoder)
+    codebook.to(models.device)
+    optimizer = torch.optim.Adam([codebook.location], lr=config.lr)
+    if resume:
+        load_optimizer(latest, optimizer, old)
         step = int(old["step"])
     special = {r.token_id for r in codebook.rows if r.kind == "special"}
     prompts = {p: encode_prompt(models.tokenizer, p, special) for p in dict.fromkeys(s.prompt for s in samples)}
@@ -334,9 +337,12 @@ def tune(
     with AttentionMaps(models.unet, TUNING_LAYERS) as maps, losses_file.open("a", encoding="utf-8") as log:
         if step == 0:
             log.write("step,epoch,line,loss,localization,diversity\n")
+        order_of: dict[int, np.ndarray] = {}
         while step < total:
             epoch, position = divmod(step, len(samples))
-            order = np.random.default_rng([config.seed, epoch]).permutation(len(samples))
+            if epoch not in order_of:
+                order_of = {epoch: np.random.default_rng([config.seed, epoch]).permutation(len(samples))}
+            order = order_of[epoch]
             sample = samples[int(order[position])]
             latent = latents[sample.image].to(models.device)
             noise = noise_for_step(config.seed, step, (len(TUNING_TIMESTEPS), *latent.shape)).to(models.device)
