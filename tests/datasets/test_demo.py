@@ -54,7 +54,7 @@ def test_findings_are_drawn_inside_their_boxes(samples):
     """The pixels a finding changes lie inside its ground-truth boxes (compared with the same phantom without it)."""
     for s in samples:
         phantom = _Phantom(int(s.pair_id[-3:]))
-        change = np.abs(phantom.render() - phantom.render(finding=False))
+        change = np.abs(phantom.draw() - phantom.draw(finding=False))
         inside = boxes_to_mask(s.boxes, s.height, s.width)
         assert change[inside].sum() > 0.97 * change.sum(), s.prompt
         assert change[inside].mean() > 0.03, s.prompt
@@ -62,8 +62,13 @@ def test_findings_are_drawn_inside_their_boxes(samples):
 
 def test_oracle_beats_the_centre_floor_on_every_class(tmp_path):
     kwargs = {"out": tmp_path, "n_resamples": 200, "progress": False}
-    oracle = run_benchmark("oracle-gaussian", "demo", **kwargs).summary["classes"]
-    floor = run_benchmark("center-gaussian", "demo", **kwargs).summary["classes"]
+    oracle = run_benchmark("oracle-gaussian", "demo", **kwargs).summary.classes
+    floor = run_benchmark("center-gaussian", "demo", **kwargs).summary.classes
     for name in [*PATHOLOGIES, "Average"]:
         assert oracle[name]["cnr"]["low"] > floor[name]["cnr"]["high"], name
         assert oracle[name]["miou"]["low"] > floor[name]["miou"]["high"] + 0.2, name
+
+
+def test_config_lists_every_option_with_its_default():
+    assert DemoDataset().config() == {"n_per_class": 8, "generator": "demo-v1"}
+    assert DemoDataset(n_per_class=2).config()["n_per_class"] == 2

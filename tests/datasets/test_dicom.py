@@ -1,6 +1,7 @@
 """The DICOM pipeline against hand-computed pixels, every compressed syntax, and the files it must refuse."""
 
 import io
+import re
 from pathlib import Path
 
 import data_store  # the registry package pydicom-data: NEMA WG04 test images
@@ -127,3 +128,95 @@ def test_refused_files_name_the_file(tmp_path, stored):
     ds.save_as(rgb)
     with pytest.raises(DataError, match=r"rgb\.dcm is a colour image"):
         read_dicom(rgb)
+
+
+def _published_by_hand(stored: np.ndarray, monochrome1: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The published 8-bit conversion restated in exact integer arithmetic: floor(255 * d / (max - min)) with
+    d = max - x for MONOCHROME1 and x - min for MONOCHROME2; returns (value, remainder)."""
+    x = stored.astype(np.int64)
+    lo, hi = int(x.min()), int(x.max())
+    d = hi - x if monochrome1 else x - lo
+    return (255 * d) // (hi - lo), (255 * d) % (hi - lo)
+
+
+def _assert_published(pixels: np.ndarray, stored: np.ndarray, monochrome1: bool) -> None:
+    assert pixels.dtype == np.float32
+    levels = np.rint(pixels.astype(np.float64) * 255)
+    np.testing.assert_array_equal(pixels, levels.astype(np.float32) / np.float32(255))  # 8-bit levels, read / 255
+    expected, remainder = _published_by_hand(stored, monochrome1)
+    # float64 division may land a hair below an exact integer quotient; only there may it truncate one lower
+    exact = levels == expected
+    assert np.all(exact | ((remainder == 0) & (levels == expected - 1)))
+    assert exact.mean() > 0.999
+
+
+@pytest.mark.parametrize("bits", [12, 15, 16])
+@pytest.mark.parametrize("photometric", ["MONOCHROME1", "MONOCHROME2"])
+def test_published_conversion_against_integer_restatement(tmp_path, bits, photometric):
+    """pixels=published: raw stored values, MONOCHROME1 inverted, min-max to 0..255 truncated to 8 bits; the
+    file's rescale and window are ignored (the published JPGs were made without them)."""
+    rng = np.random.default_rng(bits)
+    stored = rng.integers(0, 2**bits, size=(70, 50)).astype(np.uint16)
+    stored[0, 0], stored[-1, -1] = 0, 2**bits - 1  # the full range of the bit depth
+    stored[1:9, 1:9] = 2 ** (bits - 1)  # ties: 255 * d is a multiple of the range here
+    header = {"bits_stored": bits, "rescale": (2, -9), "window": (2**bits, 2**bits)}
+    path = write_dicom(tmp_path / "p.dcm", stored, photometric, **header)
+    image = read_dicom(path, pixels="published")
+    _assert_published(image.pixels, stored, photometric == "MONOCHROME1")
+    assert image.steps[0] == "stored values"
+    assert ("MONOCHROME1 inverted (max - x)" in image.steps) == (photometric == "MONOCHROME1")
+    # the default pipeline applies the rescale and the window: another image
+    assert not np.allclose(read_dicom(path).pixels, image.pixels, atol=0.01)
+
+
+def test_published_conversion_of_a_real_radiograph():
+    """NEMA WG04 RG1 (real CR, MONOCHROME1, 15 bits stored), its stored values read from the raw bytes."""
+    path = DATA_STORE / "RG1_UNCR.dcm"
+    ds = pydicom.dcmread(path)
+    assert (ds.BitsStored, ds.PixelRepresentation) == (15, 0)
+    assert ds.file_meta.TransferSyntaxUID == pydicom.uid.ExplicitVRLittleEndian
+    stored = np.frombuffer(ds.PixelData, dtype="<u2").reshape(ds.Rows, ds.Columns)
+    pixels = read_dicom(path, pixels="published").pixels
+    _assert_published(pixels, stored, monochrome1=True)
+
+
+@pytest.mark.parametrize("pixels", ["dicom", "published"])
+def test_blank_image_is_an_error_naming_the_file(tmp_path, stored, pixels):
+    """A rescale slope of 0 makes every pixel equal: an error, not a black image scored."""
+    zero_slope = write_dicom(tmp_path / "zero.dcm", stored, rescale=(0, 100))
+    flat = write_dicom(tmp_path / "flat.dcm", np.full((20, 30), 1234, dtype=np.uint16))
+    if pixels == "dicom":
+        with pytest.raises(DataError, match=r"zero\.dcm is blank: every pixel is 100 after rescale 0 x \+ 100"):
+            read_dicom(zero_slope, pixels)
+    with pytest.raises(DataError, match=r"flat\.dcm is blank: every pixel is 1234"):
+        read_dicom(flat, pixels)
+
+
+def _with_text(tmp_path, name, stored, rescale=None, window=None, old=b"7.25", new=b"abcd"):
+    path = write_dicom(tmp_path / name, stored, rescale=rescale, window=window)
+    path.write_bytes(path.read_bytes().replace(old, new))
+    return path
+
+
+def _edited(path, edit):
+    ds = pydicom.dcmread(path)
+    edit(ds)
+    ds.save_as(path)
+    return path
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda tmp, s: _with_text(tmp, "slope.dcm", s, rescale=(7.25, 0)),  # RescaleSlope "abcd"
+        lambda tmp, s: _with_text(tmp, "window.dcm", s, window=(7.25, 100)),  # WindowCenter "abcd"
+        lambda tmp, s: write_dicom(tmp / "width0.dcm", s, window=(100, 0)),  # window width below 1
+        lambda tmp, s: _edited(write_dicom(tmp / "nopixels.dcm", s), lambda ds: delattr(ds, "PixelData")),
+        lambda tmp, s: _edited(write_dicom(tmp / "nobits.dcm", s), lambda ds: delattr(ds, "BitsAllocated")),
+    ],
+    ids=["rescale-slope-text", "window-centre-text", "window-width-0", "no-pixel-data", "no-bits-allocated"],
+)
+def test_malformed_headers_are_errors_naming_the_file(tmp_path, stored, make):
+    path = make(tmp_path, stored)
+    with pytest.raises(DataError, match=re.escape(str(path))):
+        read_dicom(path)

@@ -1,10 +1,12 @@
+import re
+
 import pandas as pd
 import pytest
 
 from cxrbench.anatomy.lut import load_lut
 from cxrbench.datasets.mimic import curate_tuning_set, read_tuning_set, report_body
 from cxrbench.errors import DataError
-from cxrbench.testing.mimic import write_mimic
+from cxrbench.testing.mimic import STUDIES, write_mimic
 
 
 @pytest.fixture
@@ -90,3 +92,22 @@ def test_unusable_tuning_rows_are_reported_with_their_line(root, tmp_path):
     assert "must be positive" in messages[5]
     assert "column mu_y holds 'abc'" in messages[6]
     assert f"{path}, line 7: image not found" in messages[7]
+
+
+@pytest.mark.parametrize(
+    ("field", "bad", "where"),
+    [
+        ("subject", "10000032/../../..", "mimic-cxr-2.0.0-chexpert.csv.gz, line 2: subject_id"),
+        ("study", "..", "mimic-cxr-2.0.0-chexpert.csv.gz, line 2: study_id"),
+        ("dicom", "../../../escape", "mimic-cxr-2.0.0-metadata.csv.gz, line 2: dicom_id"),
+    ],
+)
+def test_ids_that_could_name_a_path_stop_curation(tmp_path, field, bad, where):
+    """Ids build report and image paths: one that could lead out of the release is refused, naming file and line."""
+    subject, study, positive, uncertain, report, images = STUDIES[0]
+    subject = bad if field == "subject" else subject
+    study = bad if field == "study" else study
+    images = [(bad, "PA")] if field == "dicom" else images
+    root = write_mimic(tmp_path / "m", studies=[(subject, study, positive, uncertain, report, images)])
+    with pytest.raises(DataError, match=re.escape(f"{where} {bad!r} is not a usable identifier")):
+        curate_tuning_set(root)

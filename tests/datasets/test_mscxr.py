@@ -1,5 +1,9 @@
+import re
+
+import numpy as np
 import pandas as pd
 import pytest
+from PIL import Image
 
 from cxrbench.errors import DataError
 from cxrbench.registry import load_dataset
@@ -113,6 +117,58 @@ def test_missing_image_is_a_pair_error(cli, root):
         "--on-error",
         "skip",
         "--n-resamples",
-        "50",
+        "100",
     )
     assert skipped.returncode == 0, skipped.stderr
+
+
+def _pair_errors(root):
+    return [s.error for s in load_dataset("mscxr", data_root=str(root)) if s.error]
+
+
+@pytest.mark.parametrize("bad", ["../02aa804e", "/02aa804e", "a/b", "a\\b", ".."])
+def test_dicom_ids_that_could_name_a_path_are_pair_errors(root, bad):
+    _edit(root, lambda f: f.loc.__setitem__((3, "dicom_id"), bad))
+    errors = _pair_errors(root)
+    assert len(errors) == 1
+    assert f"MS_CXR_Local_Alignment_v1.1.0.csv, line 5: dicom_id {bad!r} is not a usable identifier" in errors[0]
+
+
+@pytest.mark.parametrize(
+    ("column", "value", "shown"),
+    [
+        ("image_width", "999", "image 999 x 400 at"),
+        ("image_height", "401", "image 320 x 401 at"),
+        ("path", image_path(ROWS[3][0]), f"image 320 x 400 at {image_path(ROWS[3][0])!r}"),
+    ],
+)
+def test_rows_of_one_pair_disagreeing_on_the_image_are_a_pair_error(root, column, value, shown):
+    """Lines 3 and 4 are one pair (two effusion boxes); today's rule 'first row wins' would hide the conflict."""
+    _edit(root, lambda f: f.loc.__setitem__((2, column), value))
+    errors = _pair_errors(root)
+    assert len(errors) == 1
+    assert "line 4: " + shown in errors[0]
+    assert f"differs from line 3's 320 x 400 at {image_path(ROWS[0][0])!r}" in errors[0]
+
+
+def test_a_repeated_box_is_dropped_with_a_warning(root):
+    _edit(root, lambda f: f.loc.__setitem__(len(f), f.loc[1]))  # line 8 repeats line 3
+    with pytest.warns(UserWarning, match=r"line 8: pair .* has this box already \(line 3\); duplicate dropped"):
+        samples = list(load_dataset("mscxr", data_root=str(root)))
+    effusion = next(s for s in samples if s.class_name == "Pleural Effusion")
+    assert [b.as_tuple() for b in effusion.boxes] == [(30, 300, 100, 360), (220, 305, 290, 360)]
+
+
+def test_a_blank_image_is_an_error_naming_the_file(root):
+    path = root / image_path(ROWS[5][0])
+    Image.fromarray(np.full((380, 380), 17, dtype=np.uint8)).save(path)
+    sample = next(s for s in load_dataset("mscxr", data_root=str(root)) if s.class_name == "Pneumothorax")
+    with pytest.raises(DataError, match=re.escape(f"{path} is blank: every pixel is 17")):
+        sample.load_image()
+
+
+def test_config_lists_every_option_with_its_default(root):
+    config = load_dataset("mscxr", data_root=str(root)).config()
+    assert config == {"csv": str(root / "MS_CXR_Local_Alignment_v1.1.0.csv"), "images": str(root), "split": None}
+    loc = load_dataset("mscxr-loc", data_root=str(root), split="test").config()
+    assert loc == {**config, "split": "test", "extractor": "rules", "weights": None}

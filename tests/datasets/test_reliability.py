@@ -44,7 +44,7 @@ def test_bad_dicom_files_become_error_records_and_the_run_goes_on(cli, tmp_path)
         str(root),
         "--no-progress",
         "--n-resamples",
-        "50",
+        "100",
     )
     failed = cli(*args)
     assert failed.returncode == 2
@@ -75,7 +75,7 @@ def test_identifiers_round_trip_as_strings_and_negative_rows_are_accepted(cli, t
     rows = [(i, "R8", "Atelectasis", (30.0, 160.0, 110.0, 240.0)) for i in ids] + [("NA", "R9", "No finding", None)]
     root = write_vindr(tmp_path / "vindr", rows=rows, images=ids)
     result = cli(
-        "run", "-m", "oracle-gaussian", "-d", "vindr", "--data-root", str(root), "--no-progress", "--n-resamples", "50"
+        "run", "-m", "oracle-gaussian", "-d", "vindr", "--data-root", str(root), "--no-progress", "--n-resamples", "100"
     )
     assert result.returncode == 0, result.stderr
     scores = pd.read_csv(

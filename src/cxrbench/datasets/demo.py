@@ -6,7 +6,7 @@ atelectasis), a dark pleural air space (pneumothorax), a basal fluid level (pleu
 haze (edema) or an enlarged heart (cardiomegaly). Prompts are "{location} {pathology}" with the radiological
 convention (patient right = image left). Images of several sizes, square, portrait and landscape, so the
 protocol's resize and NaN padding are exercised; landscape images put some boxes partly outside the centred
-square. Everything is a pure function of the sample index and GENERATOR_VERSION.
+square. Everything is a pure function of the sample index and GENERATOR_VERSION (docs/datasets.md, "demo").
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ HEART = (0.42, 0.55, 0.66, 0.75)
 ENLARGED_HEART = (0.36, 0.50, 0.76, 0.80)
 # Zones as (top, bottom) fractions of the lung's height, and (lateral, medial) fractions of its width
 # measured from the lateral edge.
-ZONES = {
+LESION_ZONES = {
     "": ((0.0, 1.0), (0.0, 1.0)),
     "apical": ((0.0, 0.22), (0.0, 1.0)),
     "upper": ((0.0, 0.36), (0.0, 1.0)),
@@ -54,7 +54,7 @@ N_PER_CLASS = 8
 def _zone_box(side: str, zone: str) -> tuple[float, float, float, float]:
     """Image-fraction box of a zone of one lung; lateral is image-left for the right lung."""
     u0, v0, u1, v1 = LUNGS[side]
-    (top, bottom), (lateral, medial) = ZONES[zone]
+    (top, bottom), (lateral, medial) = LESION_ZONES[zone]
     width, height = u1 - u0, v1 - v0
     if side == "right":
         left, right = u0 + lateral * width, u0 + medial * width
@@ -122,7 +122,7 @@ class _Phantom:
         u0, v0, u1, v1 = region
         return u0 * self.width, v0 * self.height, u1 * self.width, v1 * self.height
 
-    def render(self, finding: bool = True) -> np.ndarray:
+    def draw(self, finding: bool = True) -> np.ndarray:
         """The phantom as float32 (H, W) in [0, 1]; `finding=False` gives the same patient without it."""
         rng = np.random.default_rng(self.seed)
         shape = (self.height, self.width)
@@ -170,7 +170,12 @@ class DemoDataset:
     classes = PATHOLOGIES
 
     def __init__(self, n_per_class: int = N_PER_CLASS):
-        self.n = int(n_per_class) * len(PATHOLOGIES)
+        self.n_per_class = int(n_per_class)
+        self.n = self.n_per_class * len(PATHOLOGIES)
+
+    def config(self) -> dict[str, object]:
+        """The effective options, defaults included."""
+        return {"n_per_class": self.n_per_class, "generator": GENERATOR_VERSION}
 
     def __len__(self) -> int:
         return self.n
@@ -190,7 +195,7 @@ class DemoDataset:
             height=phantom.height,
             width=phantom.width,
             image=ImageSource(
-                load=phantom.render,
+                load=phantom.draw,
                 fingerprint=lambda i=index: f"{GENERATOR_VERSION}:{i}",
                 description=f"demo phantom {index}",
             ),

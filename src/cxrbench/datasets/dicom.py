@@ -1,27 +1,35 @@
-"""Reading a radiograph from DICOM: one explicit pipeline with per-image provenance.
+"""Reading a radiograph from DICOM, by one of two explicit pipelines with per-image provenance
+(docs/datasets.md, "DICOM pixels").
 
-stored values -> modality LUT or rescale slope/intercept -> VOI LUT or window (when the file has one)
--> MONOCHROME1 inversion -> min-max to float32 [0, 1].
+`dicom` (the default): stored values -> modality LUT or rescale slope/intercept -> VOI LUT or window (when the
+file has one) -> min-max to [0, 1] -> MONOCHROME1 inversion, float32. The same pixels stored as MONOCHROME1 and
+as MONOCHROME2 give the same array.
 
-The last step follows the common VinDr-CXR conversion (apply VOI, invert MONOCHROME1, min-max), so the same
-pixels stored as MONOCHROME1 and as MONOCHROME2 give the same array. Compressed transfer syntaxes decode
-through pydicom's pixel-data plugins (pylibjpeg with its libjpeg, openjpeg and rle plugins, pyjpegls),
-installed with cxrbench. Multi-frame and colour images, files without a DICOM preamble and truncated pixel
-data are refused with a message naming the file.
+`published`: the conversion of the published evaluation (vios-s/ldm-phrase-grounding, `data/utils.py`,
+`ImgInversion`): the raw `pixel_array` as float64, MONOCHROME1 inverted as max - x, min-max scaled, times 255
+and cast to uint8 (truncation), then read back as uint8 / 255 like the JPGs it wrote; no rescale, no VOI LUT.
+
+Compressed transfer syntaxes decode through pydicom's pixel-data plugins (pylibjpeg with its libjpeg, openjpeg
+and rle plugins, pyjpegls), installed with cxrbench. Every failure is a DataError naming the file: files without
+a DICOM preamble, truncated pixel data, multi-frame and colour images, malformed header values, and blank
+images (every pixel equal after decoding, e.g. a rescale slope of 0).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
 import numpy as np
 import pydicom
 from pydicom.errors import InvalidDicomError
 from pydicom.pixels import apply_modality_lut, apply_voi_lut
 
-from cxrbench.errors import DataError
+from cxrbench.errors import DataError, UnknownNameError
 
+Pixels = Literal["dicom", "published"]
+PIXELS: tuple[str, ...] = get_args(Pixels)
 DECODERS = {
     "1.2.840.10008.1.2.4.50": "pylibjpeg-libjpeg",  # JPEG baseline
     "1.2.840.10008.1.2.4.51": "pylibjpeg-libjpeg",
@@ -45,14 +53,25 @@ class DicomImage:
     steps: list[str] = field(default_factory=list)
 
 
-def read_header(path: Path) -> pydicom.Dataset:
-    """The header only (no pixel data): enough for the image size."""
+def check_pixels(pixels: str) -> str:
+    """The `pixels` option, validated."""
+    if pixels not in PIXELS:
+        raise UnknownNameError(f"unknown pixel conversion pixels={pixels!r}; choose one of {', '.join(PIXELS)}")
+    return pixels
+
+
+def _open(path: Path, header_only: bool) -> pydicom.Dataset:
     try:
-        return pydicom.dcmread(path, stop_before_pixels=True)
+        return pydicom.dcmread(path, stop_before_pixels=header_only)
     except InvalidDicomError as exc:
         raise DataError(f"{path} is not a DICOM file (no DICM preamble): {exc}") from exc
     except (OSError, EOFError, ValueError) as exc:
-        raise DataError(f"cannot read DICOM header of {path}: {exc}") from exc
+        raise DataError(f"cannot read DICOM {'header of ' if header_only else 'file '}{path}: {exc}") from exc
+
+
+def read_header(path: Path) -> pydicom.Dataset:
+    """The header only (no pixel data): enough for the image size."""
+    return _open(path, header_only=True)
 
 
 def image_size(header: pydicom.Dataset, path: Path) -> tuple[int, int]:
@@ -63,8 +82,12 @@ def image_size(header: pydicom.Dataset, path: Path) -> tuple[int, int]:
         raise DataError(f"{path} has no Rows/Columns: not an image") from exc
 
 
-def pipeline_steps(ds: pydicom.Dataset) -> list[str]:
+def pipeline_steps(ds: pydicom.Dataset, pixels: str = "dicom") -> list[str]:
     """The steps `read_dicom` applies to this file, known from its header alone."""
+    mono1 = getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1"
+    if pixels == "published":
+        inverted = ["MONOCHROME1 inverted (max - x)"] if mono1 else []
+        return ["stored values", *inverted, "min-max to 0..255, truncated to 8 bits", "/ 255"]
     steps = []
     if "ModalityLUTSequence" in ds:
         steps.append("modality LUT")
@@ -75,29 +98,48 @@ def pipeline_steps(ds: pydicom.Dataset) -> list[str]:
         steps.append("VOI LUT")
     elif "WindowCenter" in ds:
         steps.append("window")
-    if getattr(ds, "PhotometricInterpretation", "") == "MONOCHROME1":
+    if mono1:
         steps.append("MONOCHROME1 inverted")
     steps.append("min-max to [0, 1]")
     return steps
 
 
-def provenance(header: pydicom.Dataset) -> dict[str, str]:
-    """Transfer syntax, photometric interpretation and pipeline steps, for the run's records."""
+def provenance(header: pydicom.Dataset, path: Path, pixels: str = "dicom") -> dict[str, str]:
+    """Pixel conversion, transfer syntax, photometric interpretation and pipeline steps, for the run's records."""
+    try:
+        steps = pipeline_steps(header, pixels)
+    except (TypeError, ValueError) as exc:
+        raise DataError(f"{path}: unusable rescale slope/intercept in the header ({exc})") from exc
     return {
+        "pixels": pixels,
         "transfer_syntax": str(getattr(header.file_meta, "TransferSyntaxUID", "unknown")),
         "photometric": str(getattr(header, "PhotometricInterpretation", "")),
-        "steps": "; ".join(pipeline_steps(header)),
+        "steps": "; ".join(steps),
     }
 
 
-def read_dicom(path: Path) -> DicomImage:
-    """The DICOM pipeline above; raises DataError naming the file for anything it cannot use."""
+def published_uint8(stored: np.ndarray, photometric: str) -> np.ndarray:
+    """`ImgInversion` of the published code, operation for operation (float64, then truncation to uint8)."""
+    data = stored.astype(float)
+    if photometric == "MONOCHROME1":
+        data = np.amax(data) - data
+    data = data - np.min(data)
+    data = data / np.max(data)
+    return (data * 255).astype(np.uint8)
+
+
+def read_dicom(path: Path, pixels: str = "dicom") -> DicomImage:
+    """The chosen pipeline above; raises DataError naming the file for anything it cannot use."""
     try:
-        ds = pydicom.dcmread(path)
-    except InvalidDicomError as exc:
-        raise DataError(f"{path} is not a DICOM file (no DICM preamble): {exc}") from exc
-    except (OSError, EOFError, ValueError) as exc:
-        raise DataError(f"cannot read DICOM file {path}: {exc}") from exc
+        return _decode(path, check_pixels(pixels))
+    except DataError:
+        raise
+    except Exception as exc:  # pydicom's LUT and pixel code raise many types on malformed headers
+        raise DataError(f"cannot decode DICOM file {path}: {type(exc).__name__}: {exc}") from exc
+
+
+def _decode(path: Path, pixels: str) -> DicomImage:
+    ds = _open(path, header_only=False)
     syntax = str(getattr(ds.file_meta, "TransferSyntaxUID", "unknown"))
     photometric = str(getattr(ds, "PhotometricInterpretation", ""))
     if int(getattr(ds, "NumberOfFrames", 1) or 1) != 1:
@@ -105,20 +147,32 @@ def read_dicom(path: Path) -> DicomImage:
     if int(getattr(ds, "SamplesPerPixel", 1)) != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
         raise DataError(f"{path} is a colour image ({photometric or 'unknown'}); a radiograph is MONOCHROME1/2")
     try:
-        stored = ds.pixel_array
+        stored = np.asarray(ds.pixel_array)
     except (NotImplementedError, RuntimeError) as exc:
         plugin = DECODERS.get(syntax, "a pydicom pixel-data plugin")
         raise DataError(f"cannot decode {path} (transfer syntax {syntax}): install {plugin}; {exc}") from exc
     except (ValueError, EOFError, OSError) as exc:
         raise DataError(f"{path}: pixel data is truncated or corrupt ({exc})") from exc
-    values = np.asarray(stored)
+    steps = pipeline_steps(ds, pixels)
+    if pixels == "published":
+        _check_not_blank(stored, path, "stored values")
+        image = published_uint8(stored, photometric).astype(np.float32) / np.float32(255)
+        return DicomImage(image, syntax, photometric, steps)
+    values = stored
     if "ModalityLUTSequence" in ds or "RescaleSlope" in ds or "RescaleIntercept" in ds:
         values = apply_modality_lut(values, ds)
     if "VOILUTSequence" in ds or "WindowCenter" in ds:
         values = apply_voi_lut(values, ds, index=0)
     values = values.astype(np.float64)
+    _check_not_blank(values, path, "; ".join(steps[:-1]) or "stored values")
     lo, hi = float(values.min()), float(values.max())
-    pixels = (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+    image = (values - lo) / (hi - lo)
     if photometric == "MONOCHROME1":
-        pixels = 1.0 - pixels
-    return DicomImage(pixels.astype(np.float32), syntax, photometric, pipeline_steps(ds))
+        image = 1.0 - image
+    return DicomImage(image.astype(np.float32), syntax, photometric, steps)
+
+
+def _check_not_blank(values: np.ndarray, path: Path, after: str) -> None:
+    lo, hi = float(values.min()), float(values.max())
+    if not hi > lo:
+        raise DataError(f"{path} is blank: every pixel is {lo:g} after {after}; nothing to score")

@@ -1,6 +1,6 @@
-"""The prompt-tuning set of SPEC 5.1 from MIMIC-CXR: frontal images of studies with exactly one of the 8
-pathologies (CheXpert labeller, label 1.0), whose report locates it (SPEC 4.2 filters, at least one
-location), each with its "{location} {pathology}" prompt and the locations' Gaussians from the table.
+"""The prompt-tuning set from MIMIC-CXR (docs/datasets.md, "mimic"): frontal images of studies with exactly one
+of the 8 pathologies (CheXpert labeller, label 1.0), whose report locates it (the anatomy extractor's filters, at
+least one location), each with its "{location} {pathology}" prompt and the locations' Gaussians from the table.
 
 Layout (the PhysioNet releases unpacked together; `reports=DIR` if the reports live elsewhere):
 `<root>/mimic-cxr-2.0.0-chexpert.csv[.gz]`, `<root>/mimic-cxr-2.0.0-metadata.csv[.gz]`,
@@ -22,7 +22,7 @@ import pandas as pd
 from cxrbench.anatomy.extract import Extractor, report_findings
 from cxrbench.anatomy.lut import Gaussian2D, load_lut
 from cxrbench.anatomy.vocabulary import PATHOLOGIES, parse_prompt
-from cxrbench.datasets.tables import parse_number, read_table, where
+from cxrbench.datasets.tables import check_id, parse_number, read_table, where
 from cxrbench.errors import DataError
 
 LABELS = "mimic-cxr-2.0.0-chexpert.csv"
@@ -63,6 +63,14 @@ def report_body(text: str) -> str:
     return "\n\n".join(k.strip() for k in kept) if kept else text
 
 
+def _checked_ids(frame: pd.DataFrame, columns: tuple[str, ...], path: Path) -> pd.DataFrame:
+    """The frame, once every id it will build a path from is known usable (no separator, no '..')."""
+    for row in frame[[*columns, "_line"]].to_dict("records"):
+        for column in columns:
+            check_id(row[column], column, path, row["_line"])
+    return frame
+
+
 def _report_path(reports: Path, subject: str, study: str) -> Path:
     return reports / "files" / f"p{subject[:2]}" / f"p{subject}" / f"s{study}.txt"
 
@@ -85,11 +93,11 @@ def curate_tuning_set(
     labels_path = _find(root, LABELS)
     labels = read_table(labels_path, ("subject_id", "study_id", *PATHOLOGIES), "CheXpert label file")
     positive = labels[list(PATHOLOGIES)].apply(lambda col: col.str.strip().isin(("1", "1.0")))
-    single = labels[positive.sum(axis=1) == 1].assign(pathology=positive.idxmax(axis=1))
-    metadata = read_table(
-        _find(root, METADATA), ("dicom_id", "subject_id", "study_id", "ViewPosition"), "MIMIC-CXR metadata file"
-    )
-    frontal = metadata[metadata["ViewPosition"].isin(views)]
+    single = _checked_ids(labels[positive.sum(axis=1) == 1], ("subject_id", "study_id"), labels_path)
+    single = single.assign(pathology=positive.idxmax(axis=1))
+    ids, metadata_path = ("dicom_id", "subject_id", "study_id"), _find(root, METADATA)
+    metadata = read_table(metadata_path, (*ids, "ViewPosition"), "MIMIC-CXR metadata file")
+    frontal = _checked_ids(metadata[metadata["ViewPosition"].isin(views)], ids, metadata_path)
     images = frontal.groupby(["subject_id", "study_id"])["dicom_id"].apply(list).to_dict()
     rows = []
     for study in single.to_dict("records"):

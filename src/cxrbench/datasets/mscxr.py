@@ -1,11 +1,13 @@
-"""MS-CXR (SPEC 3): sentence-level boxes on MIMIC-CXR-JPG images, and MS-CXR-loc, the same pairs with each
-sentence rewritten to "{location} {pathology}" (pairs whose sentence names no location are dropped).
+"""MS-CXR: sentence-level boxes on MIMIC-CXR-JPG images, and MS-CXR-loc, the same pairs with each sentence
+rewritten to "{location} {pathology}" (pairs whose sentence names no location are dropped); docs/datasets.md,
+"mscxr and mscxr-loc".
 
 Layout: `<data_root>/MS_CXR_Local_Alignment_v*.csv` (the newest version wins, or `csv=FILE`) and the
 MIMIC-CXR-JPG `files/` tree that the CSV's `path` column is relative to (under `<data_root>`, or
-`images=DIR`). Rows with the same (dicom_id, label_text) are one pair with several boxes. A pair whose rows
-cannot be used (bad box, unknown category, a path leaving the data root) becomes an error pair that the
-runner reports, so one bad row never hides the rest.
+`images=DIR`). Rows with the same (dicom_id, label_text) are one pair with several boxes; a row repeating a
+box is dropped with a warning. A pair whose rows cannot be used (bad box or dicom_id, unknown category, rows
+disagreeing on the image's size or path, a path leaving the data root) becomes an error pair that the runner
+reports, so one bad row never hides the rest.
 """
 
 from __future__ import annotations
@@ -20,12 +22,12 @@ from cxrbench.anatomy.extract import Extractor, extract_locations
 from cxrbench.anatomy.rules import anatomy_locations
 from cxrbench.anatomy.vocabulary import PATHOLOGIES, make_prompt
 from cxrbench.datasets.images import jpg_source
-from cxrbench.datasets.tables import inside_root, parse_box, parse_int, read_table, where
+from cxrbench.datasets.tables import check_id, inside_root, parse_box, parse_int, read_table, unique_boxes, where
 from cxrbench.errors import DataError
-from cxrbench.types import Sample
+from cxrbench.types import Box, Sample
 
 COLUMNS = ("dicom_id", "category_name", "label_text", "path", "x", "y", "w", "h", "image_width", "image_height")
-BOX_COLUMNS = ("x", "y", "w", "h")
+XYWH_COLUMNS = ("x", "y", "w", "h")
 _CLASSES = {p.lower(): p for p in PATHOLOGIES}
 _VERSION = re.compile(r"MS_CXR_Local_Alignment_v(\d+(?:\.\d+)*)\.csv$")
 REFERENCE_SIZES_LOC = {
@@ -91,24 +93,20 @@ class MSCXRDataset:
             first = rows[0]
             line = first["_line"]
             try:
+                check_id(dicom_id, "dicom_id", self.csv, line)
                 names = {r["category_name"].strip().lower() for r in rows}
                 if len(names) > 1 or next(iter(names)) not in _CLASSES:
                     raise DataError(
                         f"{where(self.csv, line)}: category {first['category_name']!r} is not one of "
                         f"{', '.join(PATHOLOGIES)} (or differs between the rows of one pair)"
                     )
-                width = parse_int(first["image_width"], "image_width", self.csv, line)
-                height = parse_int(first["image_height"], "image_height", self.csv, line)
-                boxes = [
-                    parse_box([r[c] for c in BOX_COLUMNS], BOX_COLUMNS, self.csv, r["_line"], height, width, xywh=True)
-                    for r in rows
-                ]
-                if any(b is None for b in boxes):
-                    raise DataError(f"{where(self.csv, line)}: an MS-CXR pair needs a box on every row")
+                height, width = self._image_size(rows)
+                boxes = [(r["_line"], self._box(r, height, width)) for r in rows]
                 image = inside_root(self.images, first["path"], self.csv, line)
             except DataError as exc:
                 samples.append(Sample.broken(pair_id, dicom_id, first["category_name"], str(exc)))
                 continue
+            boxes = unique_boxes(boxes, self.csv, pair_id)
             pathology = _CLASSES[names.pop()]
             prompt = self.prompt(text, pathology)
             if prompt is not None:  # MS-CXR-loc drops pairs without a location
@@ -116,6 +114,31 @@ class MSCXRDataset:
                     Sample(pair_id, dicom_id, pathology, prompt, tuple(boxes), height, width, jpg_source(image))
                 )
         return samples
+
+    def _image_size(self, rows: list[dict]) -> tuple[int, int]:
+        """(height, width) of the pair's image; every row of the pair must give the same size and path."""
+        first = rows[0]
+        sizes = [
+            (*(parse_int(r[c], c, self.csv, r["_line"]) for c in ("image_height", "image_width")), r["path"].strip())
+            for r in rows
+        ]
+        for row, size in zip(rows, sizes, strict=True):
+            if size != sizes[0]:
+                raise DataError(
+                    f"{where(self.csv, row['_line'])}: image {size[1]} x {size[0]} at {size[2]!r} differs from line "
+                    f"{first['_line']}'s {sizes[0][1]} x {sizes[0][0]} at {sizes[0][2]!r}; rows of a pair must agree"
+                )
+        return sizes[0][0], sizes[0][1]
+
+    def _box(self, row: dict, height: int, width: int) -> Box:
+        box = parse_box([row[c] for c in XYWH_COLUMNS], XYWH_COLUMNS, self.csv, row["_line"], height, width, xywh=True)
+        if box is None:
+            raise DataError(f"{where(self.csv, row['_line'])}: an MS-CXR pair needs a box on every row")
+        return box
+
+    def config(self) -> dict[str, object]:
+        """The effective options, defaults included."""
+        return {"csv": str(self.csv), "images": str(self.images), "split": self.split}
 
     def prompt(self, text: str, pathology: str) -> str | None:
         """The pair's prompt: the sentence itself."""
@@ -129,7 +152,7 @@ class MSCXRDataset:
 
 
 class MSCXRLocDataset(MSCXRDataset):
-    """MS-CXR with each sentence rewritten to "{location} {pathology}" (SPEC 3); pairs without a location are
+    """MS-CXR with each sentence rewritten to "{location} {pathology}"; pairs without a location are
     dropped. Locations: every location the sentence names (MS-CXR sentences describe one finding), or, with
     extractor="radgraph", RadGraph-XL's anatomy of that finding; Cardiomegaly's location is the heart region."""
 
@@ -148,6 +171,11 @@ class MSCXRLocDataset(MSCXRDataset):
         self.extractor = extractor
         self.weights = weights
         super().__init__(data_root, csv, images, split)
+
+    def config(self) -> dict[str, object]:
+        """The effective options, defaults included."""
+        weights = str(self.weights) if self.weights is not None else None
+        return {**super().config(), "extractor": self.extractor, "weights": weights}
 
     def prompt(self, text: str, pathology: str) -> str | None:
         """'{location} {pathology}', or None when the sentence names no location."""

@@ -1,5 +1,6 @@
-"""Reading dataset tables safely: identifiers stay strings, errors name the file and line, boxes are validated,
-paths from a table must stay inside their data root."""
+"""Reading dataset tables safely: identifiers stay strings and cannot name a path, errors name the file and line,
+boxes are validated and duplicates dropped, paths from a table must stay inside their data root
+(docs/datasets.md, "Reading the tables")."""
 
 from __future__ import annotations
 
@@ -91,6 +92,32 @@ def parse_box(
             f"{where(path, line)}: box {tuple(values)} overhangs the {width} x {height} image; clipped", stacklevel=2
         )
     return Box(*clipped)
+
+
+def check_id(value: str, column: str, path: Path, line: int) -> str:
+    """An identifier that names files (`<image_id>.dicom`, `<pair_id>.npy`): refused when empty or holding a path
+    separator, '..' or a control character, so it can never lead out of a folder."""
+    if not value.strip() or "/" in value or "\\" in value or ".." in value or any(ord(c) < 32 for c in value):
+        raise DataError(
+            f"{where(path, line)}: {column} {value!r} is not a usable identifier "
+            "(empty, or holds '/', '\\', '..' or a control character)"
+        )
+    return value
+
+
+def unique_boxes(boxes: Sequence[tuple[int, Box]], path: Path, pair_id: str) -> list[Box]:
+    """The pair's boxes in row order, each once: a row repeating an earlier row's box is dropped with a warning
+    (it would count twice in the CNR average)."""
+    first: dict[Box, int] = {}
+    for line, box in boxes:
+        if box in first:
+            warnings.warn(
+                f"{where(path, line)}: pair {pair_id} has this box already (line {first[box]}); duplicate dropped",
+                stacklevel=2,
+            )
+        else:
+            first[box] = line
+    return list(first)
 
 
 def inside_root(root: Path, relative: str, path: Path, line: int) -> Path:
