@@ -1,4 +1,4 @@
-"""Independent, deliberately plain per-pixel references for the metrics (SPEC 2), used only by tests."""
+"""Independent, deliberately plain per-pixel references for the metrics (docs/protocol.md), used only by tests."""
 
 from __future__ import annotations
 
@@ -9,13 +9,20 @@ import statistics
 import numpy as np
 
 
-def mask(boxes, height, width):
+def covers(box, i, j, height, width, protocol="cxrbench"):
+    """Whether pixel (row i, column j) lies in the box: cxrbench's floor/ceil rule, or the published code's
+    `[int(y0):int(y1), int(x0):int(x1)]` slice (a Python range sliced the same way)."""
+    x0, y0, x1, y1 = box
+    if protocol == "published":
+        return i in range(height)[int(y0) : int(y1)] and j in range(width)[int(x0) : int(x1)]
+    return math.floor(x0) <= j <= math.ceil(x1) - 1 and math.floor(y0) <= i <= math.ceil(y1) - 1
+
+
+def mask(boxes, height, width, protocol="cxrbench"):
     out = np.zeros((height, width), dtype=bool)
     for i in range(height):
         for j in range(width):
-            for x0, y0, x1, y1 in boxes:
-                if math.floor(x0) <= j <= math.ceil(x1) - 1 and math.floor(y0) <= i <= math.ceil(y1) - 1:
-                    out[i, j] = True
+            out[i, j] = any(covers(b, i, j, height, width, protocol) for b in boxes)
     return out
 
 
@@ -52,17 +59,49 @@ def iou(heatmap, target, threshold):
     return inter / union if union else math.nan
 
 
-def auc_binned(heatmap, target, n=5):
+def auc_binned(heatmap, target, thresholds=(0.0, 0.25, 0.5, 0.75, 1.0)):
+    """torcheval's binary_binned_auroc as its docs state it: ROC points (0, 0), then (false, true positive
+    counts of value >= t) from the highest t down, trapezoid area over the two counts at the lowest t."""
     pos, neg = _values(heatmap, target, True), _values(heatmap, target, False)
-    points = []
-    for k in range(n - 1, -1, -1):
-        t = k / (n - 1)
-        points.append((sum(v >= t for v in neg) / len(neg), sum(v >= t for v in pos) / len(pos)))
-    return sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(points))
+    points = [(0, 0)]
+    for t in sorted(thresholds, reverse=True):
+        t = np.float32(t)
+        points.append((sum(v >= t for v in neg), sum(v >= t for v in pos)))
+    n_neg, n_pos = points[-1]
+    if n_neg * n_pos == 0:
+        return 0.5
+    return sum((x1 - x0) * (y0 + y1) / 2 for (x0, y0), (x1, y1) in itertools.pairwise(points)) / (n_neg * n_pos)
 
 
 def pair_cnr(heatmap, boxes, signed=False):
     h, w = heatmap.shape
     values = [cnr(heatmap, mask([b], h, w), signed=True) for b in boxes]
     values = [0.0 if math.isnan(v) else v for v in values]
+    return statistics.fmean(values if signed else [abs(v) for v in values])
+
+
+def published_box_cnrs(heatmap, boxes):
+    """The published CNR loop (metrics/eval_metrics.py, CNR): one working copy; per box in order, "in" = the
+    box's pixels that are not NaN yet, then the box is set to NaN and "out" = every pixel still not NaN.
+    Signed values; NaN where undefined (the published code's nan_to_num happens in the caller)."""
+    work = np.array(heatmap, dtype=np.float64)
+    h, w = work.shape
+    out = []
+    for box in boxes:
+        pixels = [(i, j) for i in range(h) for j in range(w) if covers(box, i, j, h, w, "published")]
+        inside = [work[i, j] for i, j in pixels if not math.isnan(work[i, j])]
+        for i, j in pixels:
+            work[i, j] = math.nan
+        outside = [v for v in work.ravel() if not math.isnan(v)]
+        if not inside or not outside:
+            out.append(math.nan)
+            continue
+        pooled = statistics.pvariance(inside) + statistics.pvariance(outside)
+        diff = statistics.fmean(inside) - statistics.fmean(outside)
+        out.append(diff / math.sqrt(pooled) if pooled > 0 else math.nan)
+    return out
+
+
+def published_pair_cnr(heatmap, boxes, signed=False):
+    values = [0.0 if math.isnan(v) else v for v in published_box_cnrs(heatmap, boxes)]
     return statistics.fmean(values if signed else [abs(v) for v in values])

@@ -1,18 +1,37 @@
 import math
+import struct
 
 import numpy as np
 import pytest
 from skimage.transform import resize as skimage_resize
 
-from cxrbench.benchmark.protocol import full_frame, normalise, pad_to_frame, resize, to_image_frame
-from cxrbench.errors import MethodOutputError
+from cxrbench.benchmark.protocol import (
+    PROTOCOLS,
+    full_frame,
+    nearest_index,
+    normalise,
+    pad_to_frame,
+    resize,
+    to_image_frame,
+)
+from cxrbench.errors import CxrbenchError, MethodOutputError, UnknownNameError
+
+
+def _f32(x: float) -> float:
+    """Round a Python float to the nearest float32 (exact for +, -, *, / of float32 operands: 53 >= 2 * 24 + 2)."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def _torch_nearest_source(i, n_in, n_out):
+    """PyTorch's nearest rule as docs/protocol.md section 2.1 states it, one index at a time in plain Python."""
+    return min(math.floor(_f32(i * _f32(n_in / n_out))), n_in - 1)
 
 
 def _naive_nearest(x, height, width):
     out = np.empty((height, width))
     for i in range(height):
         for j in range(width):
-            out[i, j] = x[min(i * x.shape[0] // height, x.shape[0] - 1), min(j * x.shape[1] // width, x.shape[1] - 1)]
+            out[i, j] = x[_torch_nearest_source(i, x.shape[0], height), _torch_nearest_source(j, x.shape[1], width)]
     return out
 
 
@@ -23,11 +42,31 @@ def test_bilinear_resize_equals_skimage_without_antialiasing(height, width):
     np.testing.assert_allclose(resize(x, height, width), expected, atol=1e-6)
 
 
-@pytest.mark.parametrize(("height", "width"), [(40, 40), (7, 5), (512, 3)])
-def test_nearest_resize_equals_integer_floor_rule(height, width):
+@pytest.mark.parametrize(("height", "width"), [(40, 40), (7, 5), (512, 3), (2544, 5)])
+def test_nearest_resize_equals_torch_float32_rule(height, width):
     x = np.random.default_rng(0).random((16, 11))
     expected = _naive_nearest(x, height, width).astype(np.float32)
     np.testing.assert_array_equal(resize(x, height, width, "nearest"), expected)
+
+
+def test_nearest_index_is_float32_not_exact_arithmetic():
+    """512 -> 2544: i * 512 / 2544 is a whole number at every multiple of 159; the float32 product lands just
+    below it at these seven rows, so PyTorch (and cxrbench) pick the row before; elsewhere floor(i * in / out)."""
+    below = [159, 318, 636, 1113, 1272, 2226, 2385]
+    exact = np.arange(2544) * 512 // 2544
+    expected = exact.copy()
+    expected[below] -= 1
+    np.testing.assert_array_equal(nearest_index(512, 2544), expected)
+
+
+@pytest.mark.parametrize(("n_in", "n_out"), [(1, 1), (1, 4096), (4096, 1), (4096, 4096), (3, 7), (4096, 4095)])
+def test_nearest_index_edges(n_in, n_out):
+    index = nearest_index(n_in, n_out)
+    assert index.shape == (n_out,)
+    assert index[0] == 0
+    assert index.max() <= n_in - 1
+    assert (np.diff(index) >= 0).all()
+    assert [int(v) for v in index] == [_torch_nearest_source(i, n_in, n_out) for i in range(n_out)]
 
 
 def test_bilinear_does_not_leak_nan_through_zero_weights():
@@ -81,6 +120,41 @@ def test_nan_inside_the_map_stays_excluded():
 def test_normalise_constant_map_is_zero_and_keeps_nan():
     out = normalise(np.array([[2.0, np.nan], [2.0, 2.0]], dtype=np.float32))
     np.testing.assert_array_equal(out, np.array([[0.0, np.nan], [0.0, 0.0]], dtype=np.float32))
+
+
+def test_published_frame_is_not_rescaled():
+    """docs/protocol.md section 2.3: the published code scores the map as the method returned it."""
+    heatmap = (np.random.default_rng(4).random((8, 8)) * 4 - 1.5).astype(np.float32)
+    for interpolation in ("nearest", "bilinear"):
+        raw = to_image_frame(heatmap, 30, 20, interpolation, protocol="published")
+        np.testing.assert_array_equal(raw, pad_to_frame(resize(heatmap, 20, 20, interpolation), 30, 20))
+        np.testing.assert_array_equal(to_image_frame(heatmap, 30, 20, interpolation), normalise(raw))
+    assert np.nanmin(raw) < 0 < 1 < np.nanmax(raw)
+    full = np.array([[-2.0, np.nan], [0.5, 7.0]])
+    np.testing.assert_array_equal(full_frame(full, 2, 2, protocol="published"), full.astype(np.float32))
+    np.testing.assert_array_equal(full_frame(full, 2, 2), np.float32([[0, np.nan], [2.5 / 9, 1]]))
+
+
+def test_published_constant_map_stays_constant():
+    frame = to_image_frame(np.full((4, 4), 0.3), 6, 4, protocol="published")
+    np.testing.assert_array_equal(frame[1:5], np.full((4, 4), np.float32(0.3)))
+    assert np.isnan(frame[[0, 5]]).all()
+
+
+def test_protocol_names():
+    assert PROTOCOLS == ("cxrbench", "published")
+    heatmap = np.ones((4, 4))
+    for call in (
+        lambda p: to_image_frame(heatmap, 4, 4, protocol=p),
+        lambda p: full_frame(heatmap, 4, 4, protocol=p),
+    ):
+        with pytest.raises(CxrbenchError, match=r"unknown scoring protocol 'Published'.*cxrbench, published"):
+            call("Published")
+
+
+def test_unknown_interpolation_is_a_clear_error():
+    with pytest.raises(UnknownNameError, match="'bicubic'"):
+        to_image_frame(np.ones((4, 4)), 8, 8, "bicubic")
 
 
 def test_full_frame_checks_shape():

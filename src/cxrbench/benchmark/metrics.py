@@ -1,14 +1,16 @@
-"""SPEC section 2, steps 4-5: per-pair metrics on a heatmap in the image frame.
+"""Per-pair metrics on a heatmap in the image frame (docs/protocol.md sections 3-4).
 
-Heatmaps are float32 (H, W) in [0, 1] with NaN where the method did not look (`protocol.to_image_frame`).
-NaN pixels are excluded from CNR and AUC and never predicted positive; a target pixel lying in the NaN
-padding still counts in the IoU union. Thresholds are compared in the heatmap's float32, as
-`heatmap > t` does in NumPy and PyTorch.
+Heatmaps are float32 (H, W) with NaN where the method did not look (`protocol.to_image_frame`); in [0, 1]
+under the `cxrbench` protocol, as the method returned them under `published`. NaN pixels are excluded from
+CNR and AUC and never predicted positive; a target pixel lying in the NaN padding still counts in the IoU
+union. Thresholds are compared in the heatmap's float32, as `heatmap > t` does in NumPy and PyTorch.
 
-The public one-metric functions and the all-metrics `score_pair` share one core: the valid pixels are split
-into target / background and each part is sorted once; exact AUC (Mann-Whitney U with mid-ranks for ties)
-and every IoU threshold are then counts from binary searches, and CNR per box uses box sums plus the
-frame's moments (Chan et al. pairwise update), so no metric rescans the frame.
+The two protocols differ in how a box becomes pixels (section 3) and in the CNR of a pair with several boxes
+(section 4.1); everything else is shared. The public one-metric functions and the all-metrics `score_pair`
+share one core: the valid pixels are split into target / background and each part is sorted once; exact AUC
+(Mann-Whitney U with mid-ranks for ties), the binned AUC and every IoU threshold are then counts from binary
+searches, and CNR per box uses box sums plus the frame's moments (Chan et al. pairwise update), so no metric
+rescans the frame.
 """
 
 from __future__ import annotations
@@ -19,34 +21,46 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cxrbench.benchmark.protocol import ScoringProtocol, check_protocol
 from cxrbench.types import Box
 
 IOU_THRESHOLDS: tuple[float, ...] = (0.1, 0.2, 0.3, 0.4, 0.5)
-BINNED_AUC_THRESHOLDS = 5
+# torcheval's binary_binned_auroc(threshold=5) bins at torch.linspace(0, 1, 5), these five float32 values.
+BINNED_AUC_THRESHOLDS: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75, 1.0)
 # Pooled variances at or below this fraction of the frame's variance are floating-point noise: CNR undefined.
 _VARIANCE_FLOOR = 1e-12
 
 BoxLike = Box | Sequence[float]
 
 
-def _pixel_span(lo: float, hi: float, size: int) -> tuple[int, int]:
-    """Half-open pixel range [floor(lo), ceil(hi)) clipped to [0, size) (SPEC 2.4)."""
+def _pixel_span(lo: float, hi: float, size: int, protocol: ScoringProtocol) -> tuple[int, int]:
+    """Half-open pixel range of [lo, hi) on an axis of `size` pixels (docs/protocol.md section 3).
+
+    cxrbench: [floor(lo), ceil(hi)) clipped to [0, size). published: the slice [int(lo):int(hi)] with Python's
+    (and PyTorch's) slice rules: int() truncates toward zero and a negative index counts from the far edge.
+    """
+    if protocol == "published":
+        start, stop, _ = slice(int(lo), int(hi)).indices(size)
+        return start, max(start, stop)
     return min(max(math.floor(lo), 0), size), min(max(math.ceil(hi), 0), size)
 
 
-def box_slices(box: BoxLike, height: int, width: int) -> tuple[slice, slice]:
-    """Row and column slices of the pixels a box covers, clipped to the image (may be empty)."""
+def box_slices(box: BoxLike, height: int, width: int, protocol: ScoringProtocol = "cxrbench") -> tuple[slice, slice]:
+    """Row and column slices of the pixels a box (x_min, y_min, x_max, y_max) covers (may be empty)."""
     x_min, y_min, x_max, y_max = box.as_tuple() if isinstance(box, Box) else box
-    r0, r1 = _pixel_span(y_min, y_max, height)
-    c0, c1 = _pixel_span(x_min, x_max, width)
+    r0, r1 = _pixel_span(y_min, y_max, height, protocol)
+    c0, c1 = _pixel_span(x_min, x_max, width, protocol)
     return slice(r0, r1), slice(c0, c1)
 
 
-def boxes_to_mask(boxes: Iterable[BoxLike], height: int, width: int) -> np.ndarray:
-    """Union of the boxes as a bool (H, W) mask: columns floor(x_min)..ceil(x_max)-1, rows likewise."""
+def boxes_to_mask(
+    boxes: Iterable[BoxLike], height: int, width: int, protocol: ScoringProtocol = "cxrbench"
+) -> np.ndarray:
+    """Union of the boxes as a bool (H, W) mask, each box rasterised as `box_slices` says."""
+    check_protocol(protocol)
     mask = np.zeros((height, width), dtype=bool)
     for box in boxes:
-        mask[box_slices(box, height, width)] = True
+        mask[box_slices(box, height, width, protocol)] = True
     return mask
 
 
@@ -71,17 +85,16 @@ class _Split:
             n_target=int(np.count_nonzero(mask)),
         )
 
-    def count_above(self, part: np.ndarray, threshold: float, inclusive: bool = False) -> int:
+    @staticmethod
+    def count_above(part: np.ndarray, thresholds: Sequence[float], inclusive: bool = False) -> np.ndarray:
+        """How many values of a sorted part are > t (>= t with `inclusive`), per threshold, compared in float32."""
         side = "left" if inclusive else "right"
-        return part.size - int(np.searchsorted(part, np.float32(threshold), side=side))
+        return part.size - np.searchsorted(part, np.asarray(thresholds, dtype=np.float32), side=side)
 
     def iou_at(self, thresholds: Sequence[float]) -> np.ndarray:
-        out = np.empty(len(thresholds))
-        for k, t in enumerate(thresholds):
-            tp = self.count_above(self.target, t)
-            union = self.n_target + self.count_above(self.background, t)
-            out[k] = tp / union if union else np.nan
-        return out
+        tp = self.count_above(self.target, thresholds)
+        union = self.n_target + self.count_above(self.background, thresholds)
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
 
     def auc(self) -> float:
         pos, neg = self.target, self.background
@@ -91,14 +104,20 @@ class _Split:
         below_or_tied = np.searchsorted(neg, pos, side="right").sum(dtype=np.int64)
         return float((int(below) + int(below_or_tied)) / (2 * pos.size * neg.size))
 
-    def auc_binned(self, n_thresholds: int) -> float:
-        pos, neg = self.target, self.background
-        if pos.size == 0 or neg.size == 0:
-            return float("nan")
-        thresholds = np.linspace(0.0, 1.0, n_thresholds, dtype=np.float32)[::-1]
-        tpr = np.array([self.count_above(pos, t, inclusive=True) for t in thresholds]) / pos.size
-        fpr = np.array([self.count_above(neg, t, inclusive=True) for t in thresholds]) / neg.size
-        return float(np.trapezoid(tpr, fpr))
+    def auc_binned(self, thresholds: Sequence[float]) -> float:
+        """torcheval's binary_binned_auroc (docs/protocol.md section 4.4): ROC points (0, 0) and (fp, tp) counts of
+        value >= t for t from the highest threshold down, trapezoid area over tp(t_min) * fp(t_min); 0.5 when
+        either count is 0. Its trapezoid sums integer counts and halves the sum in float32: so does this."""
+        order = np.asarray(thresholds, dtype=np.float32)[::-1]
+        if order.size == 0 or (np.diff(order) > 0).any() or order[-1] < 0 or order[0] > 1:
+            raise ValueError(f"binned AUC thresholds must ascend within [0, 1], got {thresholds}")
+        tp = np.concatenate([[0], self.count_above(self.target, order, inclusive=True)])
+        fp = np.concatenate([[0], self.count_above(self.background, order, inclusive=True)])
+        factor = int(tp[-1]) * int(fp[-1])
+        if factor == 0:
+            return 0.5
+        twice_area = int((np.diff(fp) * (tp[1:] + tp[:-1])).sum(dtype=np.int64))
+        return float(np.float32(twice_area)) / 2 / factor
 
 
 @dataclass(frozen=True)
@@ -139,27 +158,63 @@ class _Moments:
         return _Moments(n, mean, max(m2, 0.0))
 
 
-def _cnr_from_moments(inside: _Moments, frame: _Moments, signed: bool) -> float:
-    """|mean_in - mean_out| / sqrt(var_in + var_out), population variances; NaN when undefined."""
-    outside = frame.minus(inside)
+_EMPTY = _Moments(0, math.nan, 0.0)
+
+
+def _contrast(inside: _Moments, outside: _Moments, frame: _Moments) -> float:
+    """(mu_in - mu_out) / sqrt(var_in + var_out), population variances (docs/protocol.md section 4.1).
+
+    NaN (undefined) when either side has no valid pixel or the pooled variance is zero, i.e. at most
+    1e-12 of the frame's variance (floating-point noise): section 5, the one deliberate difference.
+    """
     if inside.n == 0 or outside.n == 0:
         return math.nan
     pooled = inside.m2 / inside.n + outside.m2 / outside.n
     if pooled <= _VARIANCE_FLOOR * (frame.m2 / frame.n):
         return math.nan
-    diff = inside.mean - outside.mean
-    return (diff if signed else abs(diff)) / math.sqrt(pooled)
+    return (inside.mean - outside.mean) / math.sqrt(pooled)
+
+
+def _box_contrasts(
+    heatmap: np.ndarray, boxes: Sequence[BoxLike], frame: _Moments, protocol: ScoringProtocol
+) -> list[float]:
+    """Signed CNR of each box (docs/protocol.md section 4.1).
+
+    cxrbench: in = the box's valid pixels, out = every other valid pixel. published: the boxes are scored in
+    order on one working copy whose scored pixels are then removed (set to NaN in the published code), so box
+    k's "in" excludes boxes 1..k-1 and its "out" excludes boxes 1..k.
+    """
+    height, width = heatmap.shape
+    if protocol == "cxrbench":
+        out = []
+        for box in boxes:
+            inside = _Moments.of(heatmap[box_slices(box, height, width)])
+            out.append(_contrast(inside, frame.minus(inside), frame))
+        return out
+    scored = np.zeros(heatmap.shape, dtype=bool)
+    removed = _EMPTY
+    out = []
+    for box in boxes:
+        rows, cols = box_slices(box, height, width, protocol)
+        inside = _Moments.of(heatmap[rows, cols][~scored[rows, cols]])
+        scored[rows, cols] = True
+        removed = removed.plus(inside)
+        out.append(_contrast(inside, frame.minus(removed), frame))
+    return out
 
 
 def cnr(heatmap: np.ndarray, mask: np.ndarray, signed: bool = False) -> float:
-    """Contrast-to-noise ratio of one region: |mu_in - mu_out| / sqrt(var_in + var_out) (SPEC 2.5).
+    """Contrast-to-noise ratio of one region: |mu_in - mu_out| / sqrt(var_in + var_out) (docs/protocol.md 4.1).
 
     "in" = mask pixels, "out" = every other pixel, NaN ignored on both sides, population variances.
-    Undefined (NaN) when either side has no valid pixel or the pooled variance is zero.
+    Undefined (NaN) when either side has no valid pixel or the pooled variance is zero. The same in both
+    protocols: they differ only in how a pair's boxes become regions (`score_pair`).
     """
     heatmap = np.asarray(heatmap, dtype=np.float32)
     mask = np.asarray(mask, dtype=bool)
-    return _cnr_from_moments(_Moments.of(heatmap[mask]), _Moments.of(heatmap), signed)
+    inside, frame = _Moments.of(heatmap[mask]), _Moments.of(heatmap)
+    value = _contrast(inside, frame.minus(inside), frame)
+    return value if signed else abs(value)
 
 
 def iou_at(heatmap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float] = IOU_THRESHOLDS) -> np.ndarray:
@@ -168,22 +223,23 @@ def iou_at(heatmap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float] = 
 
 
 def miou(heatmap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float] = IOU_THRESHOLDS) -> float:
-    """Mean IoU over the thresholds, a fraction in [0, 1]."""
+    """Mean IoU over the thresholds, a fraction in [0, 1] (docs/protocol.md section 4.2)."""
     return float(np.mean(iou_at(heatmap, mask, thresholds)))
 
 
 def auc_roc(heatmap: np.ndarray, mask: np.ndarray) -> float:
     """Exact area under the ROC curve of the valid pixels as a classifier of the mask (ties count 1/2).
 
-    Equals sklearn.metrics.roc_auc_score; NaN when the valid pixels hold only one class.
+    Equals sklearn.metrics.roc_auc_score; NaN when the valid pixels hold only one class (docs/protocol.md 4.3).
     """
     return _Split.of(heatmap, mask).auc()
 
 
-def auc_roc_binned(heatmap: np.ndarray, mask: np.ndarray, n_thresholds: int = BINNED_AUC_THRESHOLDS) -> float:
-    """The published code's binned AUROC (torchmetrics BinaryAUROC(thresholds=n)): positive = value >= t for
-    t in linspace(0, 1, n), trapezoid over those n ROC points only. For comparison with published numbers."""
-    return _Split.of(heatmap, mask).auc_binned(n_thresholds)
+def auc_roc_binned(heatmap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float] = BINNED_AUC_THRESHOLDS) -> float:
+    """The published code's binned AUROC, torcheval's `binary_binned_auroc(input, target, threshold=...)` on the
+    flattened map (docs/protocol.md section 4.4), in both protocols: positive = value >= t, the ROC point (0, 0)
+    included, 0.5 when no valid pixel reaches the lowest threshold in one of the two classes."""
+    return _Split.of(heatmap, mask).auc_binned(thresholds)
 
 
 @dataclass(frozen=True)
@@ -200,18 +256,23 @@ class PairScores:
 
 
 def score_pair(
-    heatmap: np.ndarray, boxes: Sequence[BoxLike], thresholds: Sequence[float] = IOU_THRESHOLDS
+    heatmap: np.ndarray,
+    boxes: Sequence[BoxLike],
+    thresholds: Sequence[float] = IOU_THRESHOLDS,
+    protocol: ScoringProtocol = "cxrbench",
 ) -> PairScores:
-    """Every metric of SPEC 2.5 for one pair; `heatmap` is the normalised image-frame map.
+    """Every metric of docs/protocol.md section 4 for one pair; `heatmap` is the image-frame map of the same
+    protocol (`to_image_frame`).
 
-    The pair's CNR is the mean of its boxes' CNRs ("out" = every other valid pixel, other boxes included);
-    a NaN box CNR counts as 0, as the published code does, and is counted in `cnr_undefined`.
+    The pair's CNR is the mean of its boxes' CNRs (section 4.1 says which pixels each box compares, per
+    protocol); a NaN box CNR counts as 0, as the published code does, and is counted in `cnr_undefined`.
     """
+    check_protocol(protocol)
     heatmap = np.asarray(heatmap, dtype=np.float32)
     height, width = heatmap.shape
-    split = _Split.of(heatmap, boxes_to_mask(boxes, height, width))
+    split = _Split.of(heatmap, boxes_to_mask(boxes, height, width, protocol))
     frame = _Moments.of(split.target).plus(_Moments.of(split.background))
-    per_box = [_cnr_from_moments(_Moments.of(heatmap[box_slices(b, height, width)]), frame, True) for b in boxes]
+    per_box = _box_contrasts(heatmap, boxes, frame, protocol)
     undefined = sum(math.isnan(c) for c in per_box)
     signed = [0.0 if math.isnan(c) else c for c in per_box]
     iou = split.iou_at(thresholds)
@@ -226,11 +287,18 @@ def score_pair(
     )
 
 
-def score_boxes(predicted: Sequence[BoxLike], boxes: Sequence[BoxLike], height: int, width: int) -> PairScores:
-    """SPEC 2.5 for box-only methods: IoU of the union of predicted boxes with the union of target boxes (the
-    same at every threshold); no box predicted = empty mask = IoU 0. CNR and AUC are undefined (NaN)."""
-    pred = boxes_to_mask(predicted, height, width)
-    target = boxes_to_mask(boxes, height, width)
+def score_boxes(
+    predicted: Sequence[BoxLike],
+    boxes: Sequence[BoxLike],
+    height: int,
+    width: int,
+    protocol: ScoringProtocol = "cxrbench",
+) -> PairScores:
+    """docs/protocol.md section 4.5, box-only methods: IoU of the union of predicted boxes with the union of
+    target boxes (the same at every threshold), both rasterised by the protocol's rule; no box predicted =
+    empty mask = IoU 0. CNR and AUC are undefined (NaN)."""
+    pred = boxes_to_mask(predicted, height, width, protocol)
+    target = boxes_to_mask(boxes, height, width, protocol)
     union = int(np.count_nonzero(pred | target))
     iou = np.count_nonzero(pred & target) / union if union else math.nan
     return PairScores(math.nan, math.nan, (iou,) * len(IOU_THRESHOLDS), iou, math.nan, math.nan, 0)

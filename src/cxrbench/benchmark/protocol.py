@@ -1,28 +1,56 @@
-"""SPEC section 2, steps 1-3: bring a method's heatmap into the original image frame.
+"""Bring a method's heatmap into the original image frame (docs/protocol.md sections 1-2).
 
-square map (any size) --resize--> min(H, W) square --NaN pad, centred--> H x W --min-max over valid--> [0, 1]
+square map (any size) --resize--> min(H, W) square --NaN pad, centred--> H x W [--min-max over valid--> [0, 1]]
+
+The last step belongs to the `cxrbench` scoring protocol only; under `published` the map is scored as the
+method returned it, as the published evaluation code does (docs/protocol.md section 2.3).
 """
 
 from __future__ import annotations
 
+from typing import Literal, cast, get_args
+
 import numpy as np
 
-from cxrbench.errors import MethodOutputError
+from cxrbench.errors import MethodOutputError, UnknownNameError
 from cxrbench.types import Interpolation
 
+ScoringProtocol = Literal["cxrbench", "published"]
+PROTOCOLS: tuple[str, ...] = get_args(ScoringProtocol)
+# Part of every run's identity: raised whenever a change to the scorer changes any protocol's numbers, so runs
+# scored before it are never tabulated with runs scored after it (docs/results.md).
+SCORER_VERSION = 2
 
-def _source_index(n_in: int, n_out: int, interpolation: Interpolation) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per output index: two source indices and the weight of the second.
 
-    bilinear: half-pixel centres, src = (i + 0.5) * n_in / n_out - 0.5 clamped to [0, n_in - 1], no antialias
-    (PyTorch's `interpolate(mode="bilinear", align_corners=False)`); nearest: src = floor(i * n_in / n_out)
-    (PyTorch's mode="nearest"), computed in exact integer arithmetic.
-    Where the weight is 0 both indices are equal, so a NaN neighbour with weight 0 does not leak in.
+def check_protocol(protocol: object) -> ScoringProtocol:
+    """The protocol name itself, or UnknownNameError naming the valid ones (docs/protocol.md section 1)."""
+    if protocol not in PROTOCOLS:
+        raise UnknownNameError(f"unknown scoring protocol {protocol!r}: use one of {', '.join(PROTOCOLS)}")
+    return cast(ScoringProtocol, protocol)
+
+
+def nearest_index(n_in: int, n_out: int) -> np.ndarray:
+    """Source index of each output index for PyTorch's `interpolate(mode="nearest")` on a float32 map.
+
+    PyTorch computes, in float32 (docs/protocol.md section 2.1): scale = float32(n_in) / float32(n_out),
+    index(i) = min(floor(float32(i) * scale), n_in - 1); NumPy's float32 operations are the same IEEE
+    operations, so the indices are PyTorch's exactly (not floor(i * n_in / n_out) in exact arithmetic,
+    which differs at some sizes, e.g. 512 -> 2544 at rows 159, 318, ...).
+    """
+    scale = np.float32(n_in) / np.float32(n_out)
+    index = np.floor(np.arange(n_out, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(index, n_in - 1)
+
+
+def _bilinear_index(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per output index: two source indices and the weight of the second (docs/protocol.md section 2.1).
+
+    Half-pixel centres, src = (i + 0.5) * n_in / n_out - 0.5 clamped to [0, n_in - 1], no antialias: the rule of
+    PyTorch's `interpolate(mode="bilinear", align_corners=False)`, computed here in float64 (PyTorch computes in
+    float32, so values agree to float32 rounding, not bit for bit). Where the weight is 0 both indices are
+    equal, so a NaN neighbour with weight 0 does not leak in.
     """
     i = np.arange(n_out, dtype=np.int64)
-    if interpolation == "nearest":
-        i0 = np.minimum(i * n_in // n_out, n_in - 1)
-        return i0, i0, np.zeros(n_out)
     src = np.clip((i + 0.5) * (n_in / n_out) - 0.5, 0.0, n_in - 1)
     i0 = np.floor(src).astype(np.int64)
     weight = src - i0
@@ -31,15 +59,16 @@ def _source_index(n_in: int, n_out: int, interpolation: Interpolation) -> tuple[
 
 
 def resize(heatmap: np.ndarray, height: int, width: int, interpolation: Interpolation = "bilinear") -> np.ndarray:
-    """Separable resize of a 2-D map to (height, width), float32 out, computed in float64."""
-    if interpolation not in ("bilinear", "nearest"):
-        raise ValueError(f"interpolation must be 'bilinear' or 'nearest', not {interpolation!r}")
+    """Separable resize of a 2-D map to (height, width), float32 out (bilinear computed in float64)."""
     out = np.asarray(heatmap, dtype=np.float64)
-    r0, r1, rw = _source_index(out.shape[0], height, interpolation)
-    out = out[r0] if interpolation == "nearest" else out[r0] * (1.0 - rw)[:, None] + out[r1] * rw[:, None]
-    c0, c1, cw = _source_index(out.shape[1], width, interpolation)
-    out = out[:, c0] if interpolation == "nearest" else out[:, c0] * (1.0 - cw) + out[:, c1] * cw
-    return out.astype(np.float32)
+    if interpolation == "nearest":
+        return out[nearest_index(out.shape[0], height)][:, nearest_index(out.shape[1], width)].astype(np.float32)
+    if interpolation != "bilinear":
+        raise UnknownNameError(f"interpolation must be 'bilinear' or 'nearest', not {interpolation!r}")
+    r0, r1, rw = _bilinear_index(out.shape[0], height)
+    out = out[r0] * (1.0 - rw)[:, None] + out[r1] * rw[:, None]
+    c0, c1, cw = _bilinear_index(out.shape[1], width)
+    return (out[:, c0] * (1.0 - cw) + out[:, c1] * cw).astype(np.float32)
 
 
 def pad_to_frame(square: np.ndarray, height: int, width: int) -> np.ndarray:
@@ -79,22 +108,35 @@ def check_heatmap(heatmap: object, what: str = "heatmap") -> np.ndarray:
     return arr
 
 
-def to_image_frame(
-    heatmap: np.ndarray, height: int, width: int, interpolation: Interpolation = "bilinear"
-) -> np.ndarray:
-    """SPEC 2 steps 2-3: resize the square map to min(H, W), NaN-pad to H x W, min-max normalise.
+def _finish(frame: np.ndarray, protocol: ScoringProtocol) -> np.ndarray:
+    """docs/protocol.md section 2.3: min-max under `cxrbench`, the map as it is under `published`."""
+    return normalise(frame) if protocol == "cxrbench" else frame
 
-    Returns float32 (H, W) with values in [0, 1] and NaN where the method did not look.
+
+def to_image_frame(
+    heatmap: np.ndarray,
+    height: int,
+    width: int,
+    interpolation: Interpolation = "bilinear",
+    protocol: ScoringProtocol = "cxrbench",
+) -> np.ndarray:
+    """docs/protocol.md section 2: resize the square map to min(H, W), NaN-pad to H x W, then (cxrbench only)
+    min-max normalise.
+
+    Returns float32 (H, W) with NaN where the method did not look; in [0, 1] under `cxrbench`.
     """
+    check_protocol(protocol)
     arr = check_heatmap(heatmap)
     side = min(height, width)
     square = arr if arr.shape == (side, side) else resize(arr, side, side, interpolation)
-    return normalise(pad_to_frame(square, height, width))
+    return _finish(pad_to_frame(square, height, width), protocol)
 
 
-def full_frame(heatmap: np.ndarray, height: int, width: int) -> np.ndarray:
-    """SPEC 2 step 1 for methods that return H x W maps: only check the shape and normalise."""
+def full_frame(heatmap: np.ndarray, height: int, width: int, protocol: ScoringProtocol = "cxrbench") -> np.ndarray:
+    """docs/protocol.md section 2 for methods that return H x W maps: check the shape, then (cxrbench only)
+    min-max normalise."""
+    check_protocol(protocol)
     arr = check_heatmap(heatmap)
     if arr.shape != (height, width):
         raise MethodOutputError(f"full-frame heatmap has shape {arr.shape}, the image is ({height}, {width})")
-    return normalise(arr)
+    return _finish(arr, protocol)

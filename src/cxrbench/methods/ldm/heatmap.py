@@ -1,16 +1,19 @@
-"""SPEC 5.2 reduction of recorded cross-attention probabilities to one 512 x 512 heatmap.
+"""The reduction of recorded cross-attention probabilities to one 512 x 512 heatmap (docs/methods.md, "The LDM
+heatmap").
 
 Per (layer, step): keep the prompt's real tokens (positions 1 .. n-2 of its unpadded ids), average them,
 reshape to the layer's square grid, min-max over space, resize to 512 x 512 bilinearly. Then: mean over
 layers and steps, Gaussian blur sigma 2.5 (scipy `gaussian_filter`, reflect mode), min-max; the zero-shot
-method keeps only pixels above the map's 2-class Otsu threshold (scikit-image), zero elsewhere.
+method keeps only pixels above the map's 2-class Otsu threshold, zero elsewhere, computed as the published
+sampler does (`skimage.filters.threshold_multiotsu(classes=2)`, which can pick a threshold one histogram bin
+away from `threshold_otsu`).
 """
 
 from __future__ import annotations
 
 import numpy as np
 from scipy.ndimage import gaussian_filter
-from skimage.filters import threshold_otsu
+from skimage.filters import threshold_multiotsu
 
 from cxrbench.benchmark.protocol import resize
 
@@ -32,7 +35,7 @@ def grid_map(probs: np.ndarray, n_ids: int) -> np.ndarray:
 
 
 def token_map(probs: np.ndarray, n_ids: int) -> np.ndarray:
-    """The (layer, step) map resized to 512 x 512 (bilinear), as SPEC 5.2 states it."""
+    """The (layer, step) map resized to 512 x 512 (bilinear), as docs/methods.md states it."""
     return resize(grid_map(probs, n_ids), SIZE, SIZE).astype(np.float64)
 
 
@@ -40,5 +43,5 @@ def finish(mean_map: np.ndarray, otsu: bool) -> np.ndarray:
     """Blur, min-max and (zero-shot) Otsu mask of the mean of the per-(layer, step) maps."""
     heat = _minmax(gaussian_filter(mean_map, BLUR_SIGMA))
     if otsu and heat.max() > heat.min():
-        heat = np.where(heat > threshold_otsu(heat), heat, 0.0)
+        heat = np.where(heat > threshold_multiotsu(heat, classes=2)[0], heat, 0.0)
     return heat.astype(np.float32)
