@@ -1,4 +1,4 @@
-"""Build cxrbench's packaged default location table from public data only (SPEC 4.3).
+"""Build cxrbench's packaged default location table from public data only (docs/anatomy.md).
 
 Source: `torchxrayvision/data/semantic_masks_v7labs_lungs.zip` inside the torchxrayvision wheel on PyPI
 (517 binary lung-field masks of real frontal chest radiographs, both lungs per mask). For each mask the two

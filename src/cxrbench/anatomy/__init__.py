@@ -1,1 +1,1 @@
-"""Anatomy vocabulary (SPEC 4): pathologies, locations and the prompt format."""
+"""Anatomy: the vocabulary, location extraction from report text and the location table (docs/anatomy.md)."""

@@ -1,4 +1,4 @@
-"""Anatomy from report text: one entry point over both extractors, and report-level findings (SPEC 4.2)."""
+"""Anatomy from report text: one entry point over both extractors, and report-level findings (docs/anatomy.md, 4)."""
 
 from __future__ import annotations
 
@@ -27,9 +27,10 @@ def sentence_findings(
     extractor: Extractor = "rules",
     weights: str | Path | None = None,
 ) -> dict[str, list[str]]:
-    """{pathology: locations} for the positive (not negated, not resolved) findings of one sentence."""
+    """{pathology: locations} for the positive (not negated, not resolved) findings of one sentence, by the rule
+    extractor (`rules.findings`) or RadGraph-XL (`RadGraphExtractor.findings`)."""
     if extractor == "rules":
-        return rules.sentence_findings(sentence, pathologies)
+        return rules.findings(sentence, pathologies)
     if extractor == "radgraph":
         from cxrbench.anatomy.radgraph import load_extractor
 

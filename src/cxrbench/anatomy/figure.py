@@ -1,4 +1,4 @@
-"""`cxrbench lut show`: the 27 location Gaussians drawn on the 512 x 512 frame, atlas style."""
+"""`cxrbench lut show`: the 27 location Gaussians drawn on the 512 x 512 frame, atlas style (docs/anatomy.md, 5.5)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,12 @@ from pathlib import Path
 import numpy as np
 
 from cxrbench.anatomy.lut import LUT_SIZE, LocationTable, render
-from cxrbench.anatomy.vocabulary import ZONES, _side_zone
+from cxrbench.anatomy.vocabulary import ZONES, location_name
 
 PANELS = (
-    ("patient right (image left)", [_side_zone("right", z) for z in ZONES]),
-    ("patient left (image right)", [_side_zone("left", z) for z in ZONES]),
-    ("bilateral", [_side_zone("bilateral", z) for z in ZONES]),
+    ("patient right (image left)", [location_name("right", z) for z in ZONES]),
+    ("patient left (image right)", [location_name("left", z) for z in ZONES]),
+    ("bilateral", [location_name("bilateral", z) for z in ZONES]),
     ("other", ["lingular", "cardiomegaly", "pulmonary"]),
 )
 

@@ -1,4 +1,4 @@
-"""SPEC 4.3: the Gaussian look-up table (LUT) of the 27 locations and squared 2-Wasserstein matching.
+"""The Gaussian look-up table (LUT) of the 27 locations and squared 2-Wasserstein matching (docs/anatomy.md, section 5).
 
 Frame: a 512 x 512 grid laid over the centred min(H, W) square of the image (the square a method sees after
 "resize the shorter side to 512, centre crop"), x to the right, y down. A box maps to mu = its centre and
@@ -8,7 +8,7 @@ sigma = (max - min) / k per axis. Radiological convention: the patient's RIGHT i
 The table is built from Chest ImaGenome gold boxes (`build_lut`): each location's boxes come from the
 ImaGenome names in `IMAGENOME_NAMES`; "bilateral X" and "pulmonary" use, per image, the box enclosing both
 sides' boxes; every location's Gaussian is the mean of its boxes' (mu, sigma). "base" and "pleural" map to
-the lower lung zone as SPEC 4.3 says, so they share that zone's Gaussian: on an exact W2 tie
+the lower lung zone (docs/anatomy.md, section 5.2), so they share that zone's Gaussian: on an exact W2 tie
 `nearest_location` returns the first location in `LOCATIONS` order ("... lower" before "... base").
 """
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cxrbench.anatomy.vocabulary import LOCATIONS, SIDES, ZONES, _side_zone
+from cxrbench.anatomy.vocabulary import LOCATIONS, SIDES, ZONES, location_name
 from cxrbench.baselines.gaussians import gaussian_map
 from cxrbench.errors import CxrbenchError, DataError
 from cxrbench.types import Box
@@ -49,8 +49,8 @@ def _imagenome_names() -> dict[str, tuple[tuple[str, ...], ...]]:
     for zone in ZONES:
         part = _ZONE_NAMES[zone]
         for side in ("left", "right"):
-            names[_side_zone(side, zone)] = ((f"{side} {part}",),)
-        names[_side_zone("bilateral", zone)] = ((f"right {part}", f"left {part}"),)
+            names[location_name(side, zone)] = ((f"{side} {part}",),)
+        names[location_name("bilateral", zone)] = ((f"right {part}", f"left {part}"),)
     names["lingular"] = (("left mid lung zone",),)
     names["cardiomegaly"] = (("cardiac silhouette",),)
     names["pulmonary"] = (("right lung", "left lung"),)
@@ -73,6 +73,11 @@ class Gaussian2D:
     @classmethod
     def of_box(cls, x_min: float, y_min: float, x_max: float, y_max: float, k: float = DEFAULT_K) -> Gaussian2D:
         return cls((x_min + x_max) / 2, (y_min + y_max) / 2, (x_max - x_min) / k, (y_max - y_min) / k)
+
+    @classmethod
+    def of_image_box(cls, box: Box, height: int, width: int, k: float = DEFAULT_K) -> Gaussian2D:
+        """(mu, sigma) of a box given in original pixels of an H x W image, in the LUT frame."""
+        return cls.of_box(*to_lut_frame(box, height, width), k=k)
 
     def w2(self, other: Gaussian2D) -> float:
         """Squared 2-Wasserstein distance for diagonal covariances: |mu1 - mu2|^2 + |sigma1 - sigma2|^2."""
@@ -148,11 +153,6 @@ def to_lut_frame(box: Box, height: int, width: int) -> tuple[float, float, float
     )
 
 
-def box_gaussian(box: Box, height: int, width: int, k: float = DEFAULT_K) -> Gaussian2D:
-    """(mu, sigma) of a box, in the LUT frame."""
-    return Gaussian2D.of_box(*to_lut_frame(box, height, width), k=k)
-
-
 @dataclass(frozen=True)
 class NamedBox:
     """One ImaGenome-style gold box: an anatomical name on one image of size H x W."""
@@ -165,7 +165,7 @@ class NamedBox:
 
 
 def build_lut(boxes: Iterable[NamedBox], k: float = DEFAULT_K, source: str = "") -> LocationTable:
-    """SPEC 4.3: mean (mu, sigma) per location over the boxes named by IMAGENOME_NAMES."""
+    """Mean (mu, sigma) per location over the boxes named by IMAGENOME_NAMES (docs/anatomy.md, section 5.2)."""
     by_image: dict[str, dict[str, NamedBox]] = defaultdict(dict)
     for b in boxes:
         by_image[b.image_id][b.name.strip().lower()] = b
@@ -202,7 +202,7 @@ def _default_table() -> LocationTable:
 
 
 def load_lut(path: str | Path | None = None) -> LocationTable:
-    """The table at `path`, or the packaged default (see anatomy/data/PROVENANCE.md)."""
+    """The table at `path`, or the packaged default (docs/anatomy.md, section 5.3)."""
     if path is None:
         return _default_table()
     path = Path(path)
@@ -221,7 +221,7 @@ def nearest_location(
     """The LUT location closest (squared W2) to a box given in original pixels of an H x W image."""
     table = lut or load_lut()
     box = box if isinstance(box, Box) else Box(*box)
-    return table.nearest(box_gaussian(box, height, width, table.k))
+    return table.nearest(Gaussian2D.of_image_box(box, height, width, table.k))
 
 
 def render(gaussian: Gaussian2D, size: int = LUT_SIZE) -> np.ndarray:

@@ -1,10 +1,12 @@
-"""SPEC 4.2: anatomy from RadGraph-XL entities (the `radgraph` package, weights from a local folder).
+"""Anatomy from RadGraph-XL entities (the `radgraph` package, weights from a local folder); docs/anatomy.md, section 3.
 
-RadGraph labels "definitely present" anatomy (ANAT-DP) and observations (OBS-DP) and links an observation to
-its anatomy with `located_at`; modifiers ("left", "lower") `modify` the anatomy they describe. For each OBS-DP
-entity naming one of the 8 pathologies (the rule lexicon), the phrase of each linked ANAT-DP entity, its
-modifiers included and in sentence order ("left lower lobe"), is normalised onto the 27 locations by the same
-rules as the rule-based extractor, so both extractors speak one vocabulary.
+RadGraph labels anatomy and observations ("definitely present", "uncertain", "definitely absent"), links an
+observation to its anatomy with `located_at` and to the observation it suggests with `suggestive_of`; modifiers
+("left", "lower", "pleural") `modify` the entity they describe. For each present or uncertain observation whose
+phrase (the entity with its modifiers, in sentence order) names one of the 8 pathologies (`rules.pathologies_named`),
+the phrase of each linked present anatomy entity is put onto the 27 locations by the rule extractor's own reading
+(`rules.phrase_locations`), so both extractors speak one vocabulary. An observation without a location takes the
+locations of the observation that suggests it ("opacity ..., likely atelectasis").
 """
 
 from __future__ import annotations
@@ -15,9 +17,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from cxrbench.anatomy import rules
+from cxrbench.anatomy.rules import merge_locations, pathologies_named, phrase_locations
 from cxrbench.anatomy.vocabulary import PATHOLOGIES
 from cxrbench.errors import CxrbenchError, WeightsError
+from cxrbench.weights import files_of, load_state_dict, verify
 
 MODEL = "radgraph-xl"
 SOURCE = (
@@ -25,44 +28,59 @@ SOURCE = (
 )
 REQUIRED = ("config.json", "weights.th", "vocabulary")
 ANATOMY = "Anatomy::definitely present"
-OBSERVATION = "Observation::definitely present"
+# Observations that count: present, or uncertain as the rule extractor counts hedged findings ("may represent").
+OBSERVATIONS = ("Observation::definitely present", "Observation::uncertain")
 
 
-def graph_findings(graph: dict[str, Any], pathologies: Iterable[str] = PATHOLOGIES) -> dict[str, list[str]]:
-    """{pathology: locations} from one RadGraph output entry ({"text", "entities": {id: {...}}})."""
-    entities = graph.get("entities", {})
+def _modifier_map(entities: dict[str, Any]) -> dict[str, list[str]]:
+    """entity id -> the ids of the entities that `modify` it."""
     modifiers: dict[str, list[str]] = {}
     for key, entity in entities.items():
         for relation, target in entity.get("relations", []):
             if relation == "modify":
                 modifiers.setdefault(str(target), []).append(key)
+    return modifiers
 
-    def phrase(key: str) -> list[str]:
-        keys = {key, *modifiers.get(key, [])}
-        ordered = sorted(keys, key=lambda k: int(entities[k].get("start_ix", 0)))
-        return rules._tokens(" ".join(entities[k]["tokens"] for k in ordered))
 
+def _phrase(entities: dict[str, Any], modifiers: dict[str, list[str]], key: str) -> str:
+    """The entity's tokens with its modifiers' (and theirs, recursively), in sentence order."""
+    keys, todo = set(), [key]
+    while todo:
+        k = todo.pop()
+        if k not in keys and k in entities:
+            keys.add(k)
+            todo.extend(modifiers.get(k, []))
+    ordered = sorted(keys, key=lambda k: int(entities[k].get("start_ix", 0)))
+    return " ".join(entities[k]["tokens"] for k in ordered)
+
+
+def graph_findings(graph: dict[str, Any], pathologies: Iterable[str] = PATHOLOGIES) -> dict[str, list[str]]:
+    """{pathology: locations} from one RadGraph output entry ({"text", "entities": {id: {...}}})."""
+    entities = graph.get("entities", {})
+    modifiers = _modifier_map(entities)
+    observations = [k for k, e in entities.items() if e.get("label") in OBSERVATIONS]
+    located: dict[str, list[str]] = {}
+    for key in observations:
+        located[key] = [
+            loc
+            for relation, target in entities[key].get("relations", [])
+            if relation == "located_at" and entities.get(str(target), {}).get("label") == ANATOMY
+            for loc in phrase_locations(_phrase(entities, modifiers, str(target)))
+        ]
+    for key in observations:  # "opacity suggestive_of atelectasis": the atelectasis is where the opacity is
+        for relation, target in entities[key].get("relations", []):
+            if relation == "suggestive_of" and str(target) in located and not located[str(target)]:
+                located[str(target)] = list(located[key])
     found: dict[str, list[str]] = {}
-    for entity in entities.values():
-        if entity.get("label") != OBSERVATION:
-            continue
-        tokens = rules._tokens(entity["tokens"])
-        named = {m.pathology for m in rules._find_mentions(tokens, pathologies)}
-        if not named:
-            continue
-        locations: list[str] = []
-        for relation, target in entity.get("relations", []):
-            target = str(target)
-            if relation == "located_at" and entities.get(target, {}).get("label") == ANATOMY:
-                locs, _ = rules._segment_locations(phrase(target), None)
-                locations.extend(locs)
-        for pathology in named:
-            found.setdefault(pathology, []).extend(locations)
-    return {p: ["cardiomegaly"] if p == "Cardiomegaly" else rules.merge_locations(locs) for p, locs in found.items()}
+    for key in observations:
+        for pathology in pathologies_named(_phrase(entities, modifiers, key), pathologies):
+            found.setdefault(pathology, []).extend(located[key])
+    return {p: ["cardiomegaly"] if p == "Cardiomegaly" else merge_locations(locs) for p, locs in found.items()}
 
 
 class RadGraphExtractor:
-    """RadGraph-XL read from `<weights>/radgraph-xl/` (and its tokenizer from `<weights>/tokenizer/`), offline."""
+    """RadGraph-XL read from `<weights>/radgraph-xl/` (and its tokenizer from `<weights>/tokenizer/`), offline,
+    once its files match their recorded sha256 (`cxrbench weights --pin`; docs/reliability.md, "Weights")."""
 
     def __init__(self, weights: str | Path | None):
         if weights is None:
@@ -73,6 +91,7 @@ class RadGraphExtractor:
             raise WeightsError(
                 f"RadGraph-XL weights missing: {', '.join(str(folder / m) for m in missing)}; they come from {SOURCE}"
             )
+        self._check_weights(Path(weights))
         try:
             from radgraph import RadGraph
         except ImportError as exc:
@@ -84,6 +103,15 @@ class RadGraphExtractor:
         self.model = RadGraph(
             model_type=MODEL, model_cache_dir=str(Path(weights)), tokenizer_cache_dir=str(Path(weights) / "tokenizer")
         )
+
+    @staticmethod
+    def _check_weights(root: Path) -> None:
+        """Verify config.json and weights.th against their recorded sha256 and unpickle weights.th with
+        `torch.load(weights_only=True)` (a mapping of names to tensors) before the radgraph package reads them:
+        radgraph 0.1.18 itself calls a plain `torch.load` when CUDA is available."""
+        files = {f.path: f for f in files_of("radgraph")}
+        verify(files[f"{MODEL}/config.json"], root)
+        load_state_dict(files[f"{MODEL}/weights.th"], root)
 
     def findings(self, sentence: str, pathologies: Iterable[str] = PATHOLOGIES) -> dict[str, list[str]]:
         output = self.model([sentence])

@@ -1,20 +1,22 @@
-"""SPEC 4.2: the rule-based anatomy extractor (the offline default).
+"""The rule-based anatomy extractor, the offline default: a report sentence -> {pathology: locations}.
 
-A sentence is lower-cased, hyphens become spaces, and it is cut into segments at commas, semicolons and
-joining words ("and", "with", "but", ...). In each segment, side words (left, right, bilateral, both) pair
-with the nearest zone word (apical, upper, mid, lower, base, costophrenic, pleural, perihilar) to form one of
-the 27 locations; a zone without a side takes the side of the previous segment ("right upper and lower
-lobes"), or "bilateral" when the zone word is plural ("bases", "apices") or, with no side to take, the
-anatomy is ("lower lungs"); special words carry both ("bibasilar", "biapical", "retrocardiac" = left lower,
-"lingula").
+docs/anatomy.md, section 2, states every rule with examples. A sentence goes through five steps, one function
+each (`findings` runs them):
 
-A segment's locations belong to the pathology mentions in it; a segment without a mention gives its
-locations to the previous segment's mentions (or the next one's when it comes first), and a hedging segment
-("..., likely atelectasis", "... compatible with edema") takes the previous segment's locations. A mention
-preceded by a negation ("no", "without", "free of", ...) within its clause, or followed by "resolved",
-"cleared", "no longer", ..., is dropped. Per pathology, left X and right X become bilateral X ("bilateral
-base" is written "bibasilar"). Cardiomegaly's location is always "cardiomegaly" (the heart region);
-"pulmonary" applies when a mention has no other location.
+1. `segment`: `tokenize` lower-cases the words and rewrites a few phrases ("left and right", "left greater than
+   right" -> "bilateral"); the words are cut into segments at commas, semicolons and joining words, and each
+   segment keeps the joining words it started with.
+2. `find_mentions`: the pathology terms of each segment, and terms of other findings (nodule, scarring, ...),
+   which keep their locations to themselves.
+3. `attach_locations`: a segment's own locations (`read_places`: a side paired with a zone, devices and films
+   left out) go to its mentions; a segment without a mention gives its locations to the previous finding; then
+   a finding still without a location takes a neighbour's: an interpretation ("..., likely atelectasis") and an
+   adjacent finding ("with adjacent atelectasis") the previous finding's, a bare conjunct ("left basilar
+   consolidation and pleural effusions") the previous one's, a finding followed by "and ... in the left base"
+   that location.
+4. `negate`: a mention with a negation cue before it in its clause, or a resolution cue after it, is dropped.
+5. `merge_locations`: per pathology, a bare side covered by a zone of that side is dropped and left X + right X
+   become bilateral X.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 
-from cxrbench.anatomy.vocabulary import LOCATIONS, PATHOLOGIES, _side_zone
+from cxrbench.anatomy.vocabulary import PATHOLOGIES, SIDED_LOCATIONS, SIDES, location_name
 
 SIDE_WORDS = {
     "left": "left",
@@ -32,30 +35,35 @@ SIDE_WORDS = {
     "bilaterally": "bilateral",
     "both": "bilateral",
 }
-# zone word -> (zone, plural)
 ZONE_WORDS = {
-    "apex": ("apical", False),
-    "apices": ("apical", True),
-    "apical": ("apical", False),
-    "apically": ("apical", False),
-    "upper": ("upper", False),
-    "mid": ("middle", False),
-    "middle": ("middle", False),
-    "midlung": ("middle", False),
-    "perihilar": ("middle", False),
-    "hilar": ("middle", False),
-    "lower": ("lower", False),
-    "infrahilar": ("lower", False),
-    "base": ("base", False),
-    "bases": ("base", True),
-    "basilar": ("base", False),
-    "basal": ("base", False),
-    "basally": ("base", False),
-    "basilarly": ("base", False),
-    "costophrenic": ("costophrenic", False),
-    "pleural": ("pleural", False),
+    "apex": "apical",
+    "apices": "apical",
+    "apical": "apical",
+    "apically": "apical",
+    "upper": "upper",
+    "mid": "middle",
+    "middle": "middle",
+    "midlung": "middle",
+    "perihilar": "middle",
+    "hilar": "middle",
+    "lower": "lower",
+    "infrahilar": "lower",
+    "base": "base",
+    "bases": "base",
+    "basilar": "base",
+    "basal": "base",
+    "basally": "base",
+    "basilarly": "base",
+    "costophrenic": "costophrenic",
+    "pleural": "pleural",
 }
-# words that are a whole location
+# Zone words that, with no side of their own, name both sides: plurals always ("the bases"), the adjectives
+# only when no side comes from a coordinated zone ("left apical and basilar pneumothorax" is left base).
+PLURAL_ZONE_WORDS = {"apices", "bases"}
+BOTH_SIDES_ZONE_WORDS = {"basilar", "basal", "basally", "basilarly", "perihilar", "hilar"}
+# A zone word in a segment that names several of these, with no side, is bilateral ("the lower lobes").
+PLURAL_ANATOMY = {"lungs", "lobes", "hemithoraces", "zones", "fields", "angles"}
+# Words that are a whole location; a side word just before one is part of it ("left retrocardiac").
 SPECIAL_WORDS = {
     "bibasilar": "bibasilar",
     "bibasal": "bibasilar",
@@ -65,7 +73,51 @@ SPECIAL_WORDS = {
     "lingula": "lingular",
     "lingular": "lingular",
 }
-PLURAL_ANATOMY = {"lungs", "lobes", "hemithoraces", "zones", "fields"}
+# A side word with one of these within 3 words of it (in its segment) names a device, a film or a structure
+# outside the lungs, not where a finding is: "right PICC", "the left lateral decubitus film", "right IJ line".
+DEVICE_OR_VIEW_WORDS = {
+    "picc",
+    "catheter",
+    "tube",
+    "drain",
+    "port",
+    "pacemaker",
+    "pacer",
+    "icd",
+    "aicd",
+    "defibrillator",
+    "lead",
+    "leads",
+    "wire",
+    "wires",
+    "stent",
+    "clip",
+    "clips",
+    "sheath",
+    "ij",
+    "jugular",
+    "subclavian",
+    "brachiocephalic",
+    "decubitus",
+    "film",
+    "view",
+    "radiograph",
+    "projection",
+    "shoulder",
+    "arm",
+    "humerus",
+    "humeral",
+    "clavicle",
+    "clavicular",
+    "scapula",
+    "breast",
+    "nipple",
+    "mastectomy",
+    "rib",
+    "ribs",
+    "neck",
+    "wall",
+}
 PATHOLOGY_TERMS: dict[str, tuple[str, ...]] = {
     "Pneumonia": (
         "pneumonia",
@@ -99,9 +151,8 @@ PATHOLOGY_TERMS: dict[str, tuple[str, ...]] = {
         "enlarged cardiac silhouette",
         "cardiac silhouette is enlarged",
         "cardiac enlargement",
-        "heart is mildly enlarged",
-        "heart is moderately enlarged",
-        "heart is severely enlarged",
+        "enlargement of the heart",
+        "enlargement of the cardiac silhouette",
     ),
     "Lung Opacity": (
         "opacity",
@@ -118,11 +169,40 @@ PATHOLOGY_TERMS: dict[str, tuple[str, ...]] = {
     ),
     "Pleural Effusion": ("effusion", "effusions", "pleural fluid", "hydrothorax"),
 }
+# Findings outside the 8: they are never returned, but the locations of their segments stay theirs.
+OTHER_FINDING = "other finding"
+OTHER_FINDING_TERMS = (
+    "nodule",
+    "nodules",
+    "mass",
+    "masses",
+    "granuloma",
+    "granulomas",
+    "scarring",
+    "scar",
+    "thickening",
+    "fracture",
+    "fractures",
+    "calcification",
+    "calcifications",
+    "emphysema",
+    "bulla",
+    "bullae",
+    "lesion",
+    "lesions",
+    "hernia",
+    "aspiration",
+)
+TERMS: dict[str, tuple[str, ...]] = {**PATHOLOGY_TERMS, OTHER_FINDING: OTHER_FINDING_TERMS}
+
 SEPARATORS = {
     ",",
     ";",
     ":",
     "and",
+    "or",
+    "versus",
+    "vs",
     "with",
     "but",
     "while",
@@ -134,7 +214,46 @@ SEPARATORS = {
     "though",
     "however",
 }
-CLAUSE_BREAKS = {";", ":", "but", "however", "although", "though", "whereas", "while", "which", "with"}
+# Joining words that end a clause: a negation before them does not reach past them.
+CLAUSE_BREAKS = {";", ":", "with", "but", "however", "although", "though", "whereas", "while", "which"}
+# Alternatives name one finding twice ("atelectasis or pneumonia"): the second takes the first one's location.
+ALTERNATIVE_JOINERS = {"or", "versus", "vs"}
+# A bare conjunct after these shares the previous finding's location ("consolidation and pleural effusions").
+COORDINATING_JOINERS = {"and", "plus", "with"}
+# A finding followed, through these, by one located after its mention shares that location.
+LIST_JOINERS = {",", "and", "or", "versus", "vs"}
+# Words a bare conjunct may have before its finding ("and the pleural effusion").
+BARE_WORDS = {"a", "an", "the", "pleural"}
+# Words before a finding that make it an interpretation of the previous finding (", likely atelectasis").
+HEDGES = {
+    "likely",
+    "probably",
+    "possibly",
+    "possible",
+    "presumably",
+    "consistent_with",
+    "compatible_with",
+    "keeping_with",
+    "concerning",
+    "suggestive",
+    "suggesting",
+    "represent",
+    "represents",
+    "representing",
+    "reflect",
+    "reflects",
+    "reflecting",
+    "may",
+    "could",
+    "due",
+    "worrisome",
+    "suspicious",
+    "favor",
+    "favored",
+    "most",
+}
+# Words before a finding that place it next to the previous finding ("with adjacent atelectasis").
+ADJACENCY = {"adjacent", "associated", "underlying", "overlying", "surrounding", "accompanying", "compressive"}
 NEGATION_BEFORE = (
     "no",
     "not",
@@ -163,7 +282,10 @@ NEGATION_AFTER = (
     "ruled out",
     "excluded",
 )
+# Phrases with a negation word that say nothing changed or that a region is hidden, not that a finding is absent.
 NOT_NEGATION = (
+    "not well seen",
+    "not well visualized",
     "no change",
     "no significant change",
     "no interval change",
@@ -172,190 +294,394 @@ NOT_NEGATION = (
     "no definite change",
     "not significantly changed",
 )
-HEDGES = {
-    "likely",
-    "probably",
-    "possibly",
-    "possible",
-    "consistent",
-    "compatible",
-    "concerning",
-    "suggestive",
-    "representing",
-    "reflecting",
-    "may",
-    "could",
-    "due",
-    "which",
-    "worrisome",
-    "suspicious",
-    "most",
-}
-_TOKEN = re.compile(r"[a-z0-9]+|[,;:]")
-
-
-def _tokens(text: str) -> list[str]:
-    text = text.lower().replace("-", " ").replace("/", " ")
-    text = re.sub(r"\b(right and left|left and right)\b", "bilateral", text)
-    return _TOKEN.findall(text)
+_SIDE = r"(?:left|right|l|r)"
+_MORE = r"(?:(?:slightly|somewhat|much|mildly)\s+)?(?:greater|more|larger|worse|bigger)(?:\s+so)?"
+_MORE_THAN = rf"(?:\s*>\s*|\s+{_MORE}\s+than\s+)"
+# (pattern, replacement) applied to the lower-cased text, in order
+PHRASES: tuple[tuple[re.Pattern[str], str], ...] = (
+    (re.compile(r"\b(?:left and right|right and left)\b"), "bilateral"),
+    (re.compile(rf"\b{_SIDE}(?:\s+side)?{_MORE_THAN}(?:the\s+)?{_SIDE}\b"), "bilateral"),  # a comparison of sides
+    (re.compile(r"\b(compatible|consistent|keeping) with\b"), r"\1_with"),  # a hedge, not a joining "with"
+    (re.compile(r"\b(?:along|together) with\b"), "with"),
+    (re.compile(r"\bas well as\b"), "and"),
+    (re.compile(r"\b(?:mildly|moderately|severely|markedly|slightly|minimally) enlarged\b"), "enlarged"),
+)
+_TOKEN = re.compile(r"[a-z0-9_]+|[,;:]")
 
 
 @dataclass
-class _Mention:
+class Mention:
+    """A finding term in a segment: words `start:end`; its locations once attached, and whether it is negated."""
+
     pathology: str
     start: int
     end: int
-    negated: bool = False
     locations: list[str] = field(default_factory=list)
+    negated: bool = False
 
 
-def _find_mentions(tokens: Sequence[str], pathologies: Iterable[str]) -> list[_Mention]:
+@dataclass(frozen=True)
+class Place:
+    """A location a segment names, at the segment's word `position` (its side's or zone's, whichever is first)."""
+
+    position: int
+    location: str
+
+
+@dataclass
+class Segment:
+    """Words between two joining words; `joiners` are the separators just before it (empty for the first)."""
+
+    words: tuple[str, ...]
+    joiners: frozenset[str] = frozenset()
+    mentions: list[Mention] = field(default_factory=list)
+    places: list[Place] = field(default_factory=list)
+    # its mentions' locations come from words after the first mention ("atelectasis in the left base")
+    located_after: bool = False
+    # for a segment without a mention: the segment its places went to
+    gave_to: Segment | None = None
+
+    @property
+    def lead(self) -> tuple[str, ...]:
+        """The words before its first mention (all of them without one)."""
+        return self.words[: self.mentions[0].start] if self.mentions else self.words
+
+    @property
+    def starts_clause(self) -> bool:
+        return bool(self.joiners & CLAUSE_BREAKS) or self.words[0] == "there"
+
+    @property
+    def ends_in_place(self) -> bool:
+        """It names a location after its last mention ("right upper", "opacities in the right upper")."""
+        last_mention = max((m.start for m in self.mentions), default=-1)
+        return bool(self.places) and self.places[-1].position > last_mention
+
+    def locations(self) -> list[str]:
+        """Its mentions' locations, or, for a segment without a mention, those of the segment it gave them to."""
+        if not self.mentions:
+            return self.gave_to.locations() if self.gave_to else []
+        return list(dict.fromkeys(loc for m in self.mentions for loc in m.locations if loc != "pulmonary"))
+
+
+# --- step 1: words and segments ---------------------------------------------------------------------------------
+
+
+def tokenize(text: str) -> list[str]:
+    """Lower-case words and `, ; :` of a text; hyphens and slashes split words; `PHRASES` are rewritten."""
+    text = " ".join(text.lower().replace("-", " ").replace("/", " ").split())
+    for pattern, replacement in PHRASES:
+        text = pattern.sub(replacement, text)
+    return _TOKEN.findall(text)
+
+
+def segment(tokens: Sequence[str]) -> list[Segment]:
+    """Cut the words at `SEPARATORS`; each segment records the separators before it."""
+    segments: list[Segment] = []
+    words: list[str] = []
+    joiners: set[str] = set()
+    for token in tokens:
+        if token not in SEPARATORS:
+            words.append(token)
+            continue
+        if words:
+            segments.append(Segment(tuple(words), frozenset(joiners)))
+            words, joiners = [], set()
+        joiners.add(token)
+    if words:
+        segments.append(Segment(tuple(words), frozenset(joiners)))
+    return segments
+
+
+# --- step 2: mentions -------------------------------------------------------------------------------------------
+
+
+def find_mentions(words: Sequence[str]) -> list[Mention]:
+    """Every term of `TERMS` in the words, longest first, non-overlapping within one pathology, in word order."""
     mentions = []
-    for pathology in pathologies:
-        terms = sorted((t.split() for t in PATHOLOGY_TERMS[pathology]), key=len, reverse=True)
+    for pathology, terms in TERMS.items():
+        phrases = sorted((tuple(term.split()) for term in terms), key=len, reverse=True)
         taken: set[int] = set()
-        for i in range(len(tokens)):
-            for words in terms:
-                span = range(i, i + len(words))
-                if list(tokens[i : i + len(words)]) == words and not taken.intersection(span):
-                    mentions.append(_Mention(pathology, i, i + len(words)))
+        for start in range(len(words)):
+            for phrase in phrases:
+                span = range(start, start + len(phrase))
+                if tuple(words[span.start : span.stop]) == phrase and taken.isdisjoint(span):
+                    mentions.append(Mention(pathology, span.start, span.stop))
                     taken.update(span)
                     break
-    return mentions
+    return sorted(mentions, key=lambda m: m.start)
 
 
-def _contains(tokens: Sequence[str], phrase: str) -> list[int]:
-    words = phrase.split()
-    return [i for i in range(len(tokens) - len(words) + 1) if list(tokens[i : i + len(words)]) == words]
+def pathologies_named(text: str, pathologies: Iterable[str] = PATHOLOGIES) -> list[str]:
+    """The pathologies (of `pathologies`, in that order) whose terms occur in a short phrase such as a RadGraph
+    observation ("pleural effusions" -> Pleural Effusion); no negation is read."""
+    named = {m.pathology for m in find_mentions(tokenize(text))}
+    return [p for p in pathologies if p in named]
 
 
-def _negated(tokens: Sequence[str], mention: _Mention) -> bool:
-    """A negation cue before the mention in its clause, or a resolution cue after it."""
-    start = mention.start
-    while start > 0 and tokens[start - 1] not in CLAUSE_BREAKS:
-        start -= 1
-    end = mention.end
-    while end < len(tokens) and tokens[end] not in CLAUSE_BREAKS and tokens[end] != ",":
-        end += 1
-    before, after = list(tokens[start : mention.start]), list(tokens[mention.end : end])
-    masked = set()
-    for phrase in NOT_NEGATION:
-        for i in _contains(before, phrase):
-            masked.update(range(i, i + len(phrase.split())))
-    cue_before = any(i not in masked for phrase in NEGATION_BEFORE for i in _contains(before, phrase))
-    cue_after = any(_contains(after, phrase) for phrase in NEGATION_AFTER)
-    return cue_before or cue_after
+# --- step 3: locations ------------------------------------------------------------------------------------------
 
 
-def _segments(tokens: Sequence[str]) -> list[tuple[int, int]]:
-    bounds, start = [], 0
-    for i, token in enumerate(tokens):
-        if token in SEPARATORS:
-            if i > start:
-                bounds.append((start, i))
-            start = i + 1
-    if start < len(tokens):
-        bounds.append((start, len(tokens)))
-    return bounds
+def _names_device_or_view(words: Sequence[str], i: int) -> bool:
+    return not DEVICE_OR_VIEW_WORDS.isdisjoint(words[max(0, i - 3) : i + 4])
 
 
-def _segment_locations(tokens: Sequence[str], inherited_side: str | None) -> tuple[list[str], str | None]:
-    """Locations in one segment, and the last side it names (for the next segment)."""
-    sides = [(i, SIDE_WORDS[t]) for i, t in enumerate(tokens) if t in SIDE_WORDS]
-    zones = [(i, *ZONE_WORDS[t]) for i, t in enumerate(tokens) if t in ZONE_WORDS]
-    plural_anatomy = any(t in PLURAL_ANATOMY for t in tokens)
-    specials = [i for i, t in enumerate(tokens) if t in SPECIAL_WORDS]
-    found = [SPECIAL_WORDS[tokens[i]] for i in specials]
-    # a side word right before a special word is part of it ("left retrocardiac")
-    sides = [(i, side) for i, side in sides if not any(0 < j - i <= 2 for j in specials)]
+def _nearest_zone(i: int, zones: Sequence[int], taken: set[int]) -> int | None:
+    """The position of the free zone word nearest to the side word at `i`, within 5 words."""
+    free = [j for j in zones if j not in taken and abs(j - i) <= 5]
+    return min(free, key=lambda j: abs(j - i)) if free else None
+
+
+def _unsided_zone_side(word: str, inherited_side: str | None, plural_anatomy: bool) -> str | None:
+    """The side of a zone word that no side word pairs with, or None when it names no location."""
+    zone = ZONE_WORDS[word]
+    if word in PLURAL_ZONE_WORDS:
+        return "bilateral"
+    if zone == "pleural":  # "pleural" without its own side is part of a name ("pleural effusion")
+        return None
+    if inherited_side is not None:
+        return inherited_side
+    if word in BOTH_SIDES_ZONE_WORDS or plural_anatomy:
+        return "bilateral"
+    return None
+
+
+def read_places(words: Sequence[str], inherited_side: str | None = None) -> list[Place]:
+    """The locations the words name, in word order: each side word with the nearest free zone word within 5 words,
+    or alone; special words; zone words without a side (`_unsided_zone_side`; `inherited_side` comes from a
+    coordinated zone: "right upper and lower lobes"). A side word naming a device or a film is skipped."""
+    specials = [Place(i, SPECIAL_WORDS[w]) for i, w in enumerate(words) if w in SPECIAL_WORDS]
+    sides = [
+        (i, SIDE_WORDS[w])
+        for i, w in enumerate(words)
+        if w in SIDE_WORDS
+        and not any(0 < s.position - i <= 2 for s in specials)
+        and not _names_device_or_view(words, i)
+    ]
+    zones = [j for j, w in enumerate(words) if w in ZONE_WORDS]
+    places = list(specials)
     paired: set[int] = set()
     for i, side in sides:
-        free = [z for z in zones if z[0] not in paired]
-        if free:
-            j, zone, _ = min(free, key=lambda z: abs(z[0] - i))
-            if abs(j - i) <= 5:
-                paired.add(j)
-                found.append(_side_zone(side, zone))
-                continue
-        found.append(_side_zone(side, ""))
-    for j, zone, plural in zones:
-        if j in paired:
+        j = _nearest_zone(i, zones, paired)
+        if j is None:
+            places.append(Place(i, location_name(side, "")))
+        else:
+            paired.add(j)
+            places.append(Place(min(i, j), location_name(side, ZONE_WORDS[words[j]])))
+    plural_anatomy = not PLURAL_ANATOMY.isdisjoint(words)
+    for j in zones:
+        side = None if j in paired else _unsided_zone_side(words[j], inherited_side, plural_anatomy)
+        if side is not None:
+            places.append(Place(j, location_name(side, ZONE_WORDS[words[j]])))
+    return sorted(places, key=lambda p: p.position)
+
+
+def phrase_locations(text: str) -> list[str]:
+    """The locations a short anatomy phrase names, such as a RadGraph anatomy entity with its modifiers
+    ("left lower lobe" -> ["left lower"], "bases" -> ["bibasilar"], "pulmonary" -> ["pulmonary"]), merged."""
+    words = tokenize(text)
+    locations = [p.location for p in read_places(words)]
+    if not locations and "pulmonary" in words:
+        locations = ["pulmonary"]
+    return merge_locations(locations)
+
+
+def _side_of(location: str) -> str | None:
+    return SIDED_LOCATIONS[location][0] if location in SIDED_LOCATIONS else None
+
+
+def _anchored(seg: Segment) -> bool:
+    """Its finding sits next to the previous one: "with (adjacent) atelectasis", "and associated atelectasis"."""
+    return "with" in seg.joiners or not ADJACENCY.isdisjoint(seg.lead)
+
+
+def _interprets(seg: Segment) -> bool:
+    """Its finding names the previous one again: ", likely atelectasis", "or pneumonia"."""
+    return bool(seg.joiners & ALTERNATIVE_JOINERS) or not HEDGES.isdisjoint(seg.lead)
+
+
+def _bare_conjunct(seg: Segment) -> bool:
+    """Its finding stands alone after "and": "... and pleural effusions"."""
+    return bool(seg.joiners & COORDINATING_JOINERS) and set(seg.lead) <= BARE_WORDS
+
+
+def _zone_of(location: str) -> str:
+    return SIDED_LOCATIONS[location][1] if location in SIDED_LOCATIONS else ""
+
+
+def _read_own_places(segments: Sequence[Segment]) -> None:
+    """Each segment's places. A zone without a side takes the side of the previous segment's last place when that
+    segment ends in it ("right upper and lower lobes") or this one is anchored to it ("left effusion with adjacent
+    basilar atelectasis")."""
+    previous: Segment | None = None
+    for seg in segments:
+        inherited = None
+        if previous is not None and previous.places and (previous.ends_in_place or _anchored(seg)):
+            inherited = _side_of(previous.places[-1].location)
+        seg.places = read_places(seg.words, inherited)
+        previous = seg
+
+
+def _borrow_zones(segments: Sequence[Segment]) -> None:
+    """Sides without a zone, in a segment without a finding, take the zone of the first place of the next segment
+    when "and" / "or" joins them: "moderate left and small right pleural effusions" (left pleural, right pleural)."""
+    for seg, nxt in pairwise(segments):
+        if seg.mentions or not seg.places or not nxt.places or not nxt.joiners & {"and", "or"}:
             continue
-        if plural or (plural_anatomy and inherited_side is None):
-            found.append(_side_zone("bilateral", zone))
-        elif inherited_side is not None and zone != "pleural":  # "pleural" alone is part of a name
-            found.append(_side_zone(inherited_side, zone))
-        elif zone == "middle" and tokens[j] in ("perihilar", "hilar"):
-            found.append("bilateral middle")
-    last_side = sides[-1][1] if sides else inherited_side
-    return [loc for loc in found if loc in LOCATIONS], last_side
+        zone = _zone_of(nxt.places[0].location)
+        if zone and all(p.location in SIDES for p in seg.places):
+            seg.places = [Place(p.position, location_name(p.location, zone)) for p in seg.places]
+
+
+def _give_places_without_mention(segments: Sequence[Segment]) -> None:
+    """A segment without a mention gives its places to the previous segment with one, else to the next."""
+    for k, seg in enumerate(segments):
+        if seg.mentions or not seg.places:
+            continue
+        before = [s for s in segments[:k] if s.mentions]
+        after = [s for s in segments[k + 1 :] if s.mentions]
+        target = before[-1] if before else (after[0] if after else None)
+        if target is None:
+            continue
+        for m in target.mentions:
+            m.locations.extend(p.location for p in seg.places)
+        target.located_after = target.located_after or bool(before)
+        seg.gave_to = target
+
+
+def _takes_no_neighbour(m: Mention) -> bool:
+    return bool(m.locations) or m.pathology == "Cardiomegaly"
+
+
+def _share_forward(segments: Sequence[Segment]) -> None:
+    """A finding without a location takes the previous segment's: always as an interpretation, and, except for
+    Edema (a diffuse finding), as an anchored finding or a bare conjunct."""
+    for previous, seg in pairwise(segments):
+        source = previous.locations()
+        interprets, joins = _interprets(seg), _anchored(seg) or _bare_conjunct(seg)
+        for m in seg.mentions:
+            if not _takes_no_neighbour(m) and (interprets or (joins and m.pathology != "Edema")):
+                m.locations.extend(source)
+
+
+def _share_backward(segments: Sequence[Segment]) -> None:
+    """A finding without a location, listed before one located after its mention, shares that location:
+    "patchy atelectasis and airspace disease is present in the left base"."""
+    for seg, nxt in reversed(list(pairwise(segments))):
+        if not (nxt.joiners & LIST_JOINERS and nxt.mentions and nxt.located_after):
+            continue
+        waiting = [m for m in seg.mentions if not _takes_no_neighbour(m)]
+        for m in waiting:
+            m.locations.extend(nxt.locations())
+        seg.located_after = seg.located_after or bool(waiting)
+
+
+def attach_locations(segments: Sequence[Segment]) -> None:
+    """Step 3: fill each mention's `locations` (docs/anatomy.md, section 2.5)."""
+    _read_own_places(segments)
+    _borrow_zones(segments)
+    for seg in segments:
+        own = [p.location for p in seg.places]
+        if not own and "pulmonary" in seg.words:  # "pulmonary edema": both lungs, never passed on
+            own = ["pulmonary"]
+        for m in seg.mentions:
+            m.locations = list(own)
+        seg.located_after = bool(seg.mentions and seg.places and seg.places[0].position > seg.mentions[0].start)
+    _give_places_without_mention(segments)
+    _share_forward(segments)
+    _share_backward(segments)
+
+
+# --- step 4: negation -------------------------------------------------------------------------------------------
+
+
+def _has_cue(words: Sequence[str], cues: Iterable[str], ignore: Iterable[str] = ()) -> bool:
+    text = f" {' '.join(words)} "
+    for phrase in ignore:
+        text = text.replace(f" {phrase} ", " | ")
+    return any(f" {cue} " in text for cue in cues)
+
+
+def negate(segments: Sequence[Segment]) -> None:
+    """Step 4: mark a mention negated when its clause has a negation cue before it ("no", "without", "free of",
+    but not "no change in") or a resolution cue after it, up to the next comma or clause break ("has resolved")."""
+    for k, seg in enumerate(segments):
+        start = max(j for j in range(k + 1) if j == 0 or segments[j].starts_clause)
+        clause_before = [w for s in segments[start:k] for w in s.words]
+        following = []
+        for s in segments[k + 1 :]:
+            if s.joiners & (CLAUSE_BREAKS | {","}) or s.starts_clause:
+                break
+            following.extend(s.words)
+        for m in seg.mentions:
+            before = clause_before + list(seg.words[: m.start])
+            after = list(seg.words[m.end :]) + following
+            m.negated = _has_cue(before, NEGATION_BEFORE, NOT_NEGATION) or _has_cue(after, NEGATION_AFTER)
+
+
+# --- step 5: merge ----------------------------------------------------------------------------------------------
+
+
+def _sides_covered(location: str) -> set[str]:
+    """The lung sides a location with a zone lies on ("lingular" is left); none for a bare side or the rest."""
+    if location == "lingular":
+        return {"left"}
+    side, zone = SIDED_LOCATIONS.get(location, ("", ""))
+    if not zone:
+        return set()
+    return {"left", "right"} if side == "bilateral" else {side}
 
 
 def merge_locations(locations: Iterable[str]) -> list[str]:
-    """Deduplicate (first-seen order) and merge left X + right X into bilateral X (SPEC 4.2)."""
+    """Deduplicate (first-seen order); drop a bare side ("left") when zoned locations cover that side ("left lower");
+    then left X + right X -> bilateral X ("bilateral base" is "bibasilar"). docs/anatomy.md, section 2.7."""
     found = list(dict.fromkeys(locations))
+    covered = set().union(*(_sides_covered(loc) for loc in found))
+    bare = {"left": {"left"}, "right": {"right"}, "bilateral": {"left", "right"}}
+    found = [loc for loc in found if not (loc in bare and bare[loc] <= covered)]
     merged: list[str] = []
     for loc in found:
-        side, _, zone = loc.partition(" ")
-        if side in ("left", "right"):
-            other = _side_zone("right" if side == "left" else "left", zone)
-            if other in found:
-                loc = _side_zone("bilateral", zone)
+        side, zone = SIDED_LOCATIONS.get(loc, ("", ""))
+        other = {"left": "right", "right": "left"}.get(side)
+        if other and location_name(other, zone) in found:
+            loc = location_name("bilateral", zone)
         if loc not in merged:
             merged.append(loc)
     return merged
 
 
-def sentence_findings(sentence: str, pathologies: Iterable[str] = PATHOLOGIES) -> dict[str, list[str]]:
-    """{pathology: locations} for the pathologies the sentence mentions without negation or resolution."""
+# --- the steps together -----------------------------------------------------------------------------------------
+
+
+def _analyse(sentence: str) -> list[Segment]:
+    segments = segment(tokenize(sentence))
+    for seg in segments:
+        seg.mentions = find_mentions(seg.words)
+    attach_locations(segments)
+    negate(segments)
+    return segments
+
+
+def findings(sentence: str, pathologies: Iterable[str] = PATHOLOGIES) -> dict[str, list[str]]:
+    """{pathology: merged locations} for the pathologies the sentence mentions without negation or resolution
+    (an empty list: mentioned, no location). Cardiomegaly's location is always "cardiomegaly"."""
     wanted = set(pathologies)
-    tokens = _tokens(sentence)
-    # every pathology's mentions take part in attaching locations; only the wanted ones are returned
-    mentions = [m for m in _find_mentions(tokens, PATHOLOGIES) if not _negated(tokens, m)]
-    if not any(m.pathology in wanted for m in mentions):
-        return {}
-    segments = _segments(tokens)
-    seg_locations, seg_mentions = [], []
-    side = None
-    for start, end in segments:
-        locs, side = _segment_locations(tokens[start:end], side)
-        seg_locations.append(locs)
-        seg_mentions.append([m for m in mentions if start <= m.start < end])
-    for k, ((start, _), locs, here) in enumerate(zip(segments, seg_locations, seg_mentions, strict=True)):
-        if here and not locs and k > 0 and HEDGES.intersection(tokens[max(0, start - 2) : start + 1]):
-            locs = seg_locations[k - 1]
-        if here:
-            for m in here:
-                m.locations.extend(locs)
-        elif locs:
-            before = [j for j in range(k - 1, -1, -1) if seg_mentions[j]]
-            after = [j for j in range(k + 1, len(segments)) if seg_mentions[j]]
-            target = before[0] if before else (after[0] if after else None)
-            if target is not None:
-                for m in seg_mentions[target]:
-                    m.locations.extend(locs)
-    findings: dict[str, list[str]] = {}
-    for m in mentions:
-        if m.pathology in wanted:
-            findings.setdefault(m.pathology, []).extend(m.locations)
-    for pathology, locs in findings.items():
-        if pathology == "Cardiomegaly":
-            findings[pathology] = ["cardiomegaly"]
-        elif not locs and "pulmonary" in tokens:
-            findings[pathology] = ["pulmonary"]
-        else:
-            findings[pathology] = merge_locations(locs)
-    return findings
+    found: dict[str, list[str]] = {}
+    for seg in _analyse(sentence):
+        for m in seg.mentions:
+            if m.pathology in wanted and not m.negated:
+                found.setdefault(m.pathology, []).extend(m.locations)
+    return {p: ["cardiomegaly"] if p == "Cardiomegaly" else merge_locations(locs) for p, locs in found.items()}
 
 
 def anatomy_locations(sentence: str) -> list[str]:
-    """Every location the sentence names, whatever finding it belongs to, merged; "pulmonary" when it names
-    no other. For sentences known to describe one finding (MS-CXR's)."""
-    tokens = _tokens(sentence)
-    found, side = [], None
-    for start, end in _segments(tokens):
-        locs, side = _segment_locations(tokens[start:end], side)
-        found.extend(locs)
-    if not found and "pulmonary" in tokens:
+    """Every location the sentence names, whatever finding it belongs to, merged; "pulmonary" when it names no
+    other. For sentences known to describe one finding (MS-CXR's)."""
+    segments = segment(tokenize(sentence))
+    for seg in segments:
+        seg.mentions = find_mentions(seg.words)
+    _read_own_places(segments)
+    _borrow_zones(segments)
+    found = [p.location for seg in segments for p in seg.places]
+    if not found and "pulmonary" in (w for seg in segments for w in seg.words):
         found = ["pulmonary"]
     return merge_locations(found)

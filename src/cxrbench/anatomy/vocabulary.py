@@ -1,4 +1,4 @@
-"""SPEC 4.1: the 8 pathologies, the 27 locations and the "{location} {pathology}" prompt format.
+"""The 8 pathologies, the 27 locations and the "{location} {pathology}" prompt format (docs/anatomy.md, section 1).
 
 Radiological convention: the patient's RIGHT is on the IMAGE's LEFT.
 """
@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-# Order of the published tables (SPEC 3 reference sizes).
+# Order of the published tables (docs/datasets.md, "mscxr and mscxr-loc": published sizes).
 PATHOLOGIES: tuple[str, ...] = (
     "Pneumonia",
     "Pneumothorax",
@@ -20,22 +20,21 @@ PATHOLOGIES: tuple[str, ...] = (
 )
 
 SIDES: tuple[str, ...] = ("left", "right", "bilateral")
+# The zones a side combines with; "" is the whole side ("left", "right", "bilateral").
 ZONES: tuple[str, ...] = ("", "apical", "upper", "middle", "lower", "costophrenic", "pleural", "base")
 AND = " <and> "
 
 
-def _side_zone(side: str, zone: str) -> str:
+def location_name(side: str, zone: str) -> str:
+    """The vocabulary's name of a side and a zone: "left lower", "right" (zone ""), "bibasilar" (bilateral base)."""
     if side == "bilateral" and zone == "base":
         return "bibasilar"
     return f"{side} {zone}".strip()
 
 
-LOCATIONS: tuple[str, ...] = (
-    *(_side_zone(side, zone) for side in SIDES for zone in ZONES),
-    "lingular",
-    "cardiomegaly",
-    "pulmonary",
-)
+# location -> (side, zone) for the 24 side x zone locations
+SIDED_LOCATIONS: dict[str, tuple[str, str]] = {location_name(s, z): (s, z) for s in SIDES for z in ZONES}
+LOCATIONS: tuple[str, ...] = (*SIDED_LOCATIONS, "lingular", "cardiomegaly", "pulmonary")
 
 
 def make_prompt(locations: Sequence[str], pathology: str) -> str:
@@ -57,4 +56,6 @@ def parse_prompt(prompt: str) -> tuple[list[str], str]:
             locations = [loc.strip() for loc in text[: -len(suffix)].split(AND.strip())]
             if locations and all(loc in LOCATIONS for loc in locations):
                 return locations, pathology
-    raise ValueError(f"{prompt!r} is not a '{{location}} {{pathology}}' prompt over the SPEC 4.1 vocabulary")
+    raise ValueError(
+        f"{prompt!r} is not a '{{location}} {{pathology}}' prompt over the vocabulary of docs/anatomy.md, section 1"
+    )
