@@ -8,10 +8,11 @@ def test_run_prints_the_table_and_writes_the_run(cli, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
     assert lines[0].startswith("| Class | N | oracle-gaussian CNR")
-    assert lines[-1].startswith("| **Average** | 8 |")
+    assert lines[-3].startswith("| **Average** | 8 |")
+    assert lines[-1] == "Scored with the cxrbench protocol (docs/protocol.md)."
     assert "pair/s" in result.stderr  # progress bar
     summary = json.loads((tmp_path / "runs" / "demo" / "oracle-gaussian" / "summary.json").read_text())
-    assert summary["config"]["command"].endswith("--n-resamples 100")
+    assert summary["settings"]["command"].endswith("--n-resamples 100")
 
 
 @pytest.mark.parametrize(
@@ -41,7 +42,7 @@ def test_debug_shows_the_traceback(cli):
 
 
 def test_nan_pairs_skipped_and_counted(cli, tmp_path):
-    result = cli("run", "-m", "fake-nan", "-d", "demo", "--on-error", "skip", "--no-progress", "--n-resamples", "50")
+    result = cli("run", "-m", "fake-nan", "-d", "demo", "--on-error", "skip", "--no-progress", "--n-resamples", "100")
     assert result.returncode == 0, result.stderr
     summary = json.loads((tmp_path / "runs" / "demo" / "fake-nan" / "summary.json").read_text())
     errors = (tmp_path / "runs" / "demo" / "fake-nan" / "errors.csv").read_text().splitlines()
@@ -52,7 +53,7 @@ def test_nan_pairs_skipped_and_counted(cli, tmp_path):
 
 def test_table_formats_and_output_file(cli, tmp_path):
     for method in ("oracle-gaussian", "center-gaussian"):
-        assert cli("run", "-m", method, "-d", "demo", "--n-resamples", "50", "--no-progress").returncode == 0
+        assert cli("run", "-m", method, "-d", "demo", "--n-resamples", "100", "--no-progress").returncode == 0
     latex = cli(
         "table",
         "runs",
@@ -66,9 +67,11 @@ def test_table_formats_and_output_file(cli, tmp_path):
     )
     assert latex.returncode == 0, latex.stderr
     tex = (tmp_path / "paper" / "table.tex").read_text()
-    assert tex.startswith("\\begin{tabular}") and tex.index("center-gaussian") < tex.index("oracle-gaussian")
+    assert tex.startswith("% Scored with the cxrbench protocol")
+    assert tex.splitlines()[1].startswith("\\begin{tabular}")
+    assert tex.index("center-gaussian") < tex.index("oracle-gaussian")
     csv = cli("table", "runs", "--format", "csv", "--metrics", "auc")
-    assert csv.stdout.splitlines()[0].startswith("class,n,center-gaussian_auc,center-gaussian_auc_low")
+    assert csv.stdout.splitlines()[0].startswith("class,n,protocol,center-gaussian_auc,center-gaussian_auc_low")
     markdown = cli("table", "runs", "--metrics", "cnr,auc_binned")
     assert "AUC-5 (%)" in markdown.stdout
 

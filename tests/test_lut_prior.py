@@ -42,7 +42,7 @@ def test_custom_table_and_the_image_is_ignored(tmp_path):
 def test_prior_sits_between_floor_and_oracle_on_demo(tmp_path):
     kwargs = {"out": tmp_path, "n_resamples": 100, "progress": False}
     miou = {
-        m: run_benchmark(m, "demo", **kwargs).summary["classes"]["Average"]["miou"]["mean"]
+        m: run_benchmark(m, "demo", **kwargs).summary.classes["Average"]["miou"]["mean"]
         for m in ("center-gaussian", "lut-prior", "oracle-gaussian")
     }
     assert miou["center-gaussian"] < miou["lut-prior"] < miou["oracle-gaussian"]

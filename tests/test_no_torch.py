@@ -29,6 +29,14 @@ def test_a_torch_method_without_torch_says_what_to_install(fake_torch):
     assert "Traceback" not in result.stderr
 
 
+def test_a_torch_command_without_torch_says_what_to_install(fake_torch):
+    path, _ = fake_torch
+    result = _run(path, "-m", "cxrbench", "tune", "--show-codebook", "--weights", str(path))
+    assert result.returncode == 2, result.stderr
+    assert "cxrbench tune needs the Python module" in result.stderr and "cxrbench[ldm]" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 def test_fake_torch_detects_an_import(fake_torch):
     path, sentinel = fake_torch
     _run(path, "-c", "import torch")

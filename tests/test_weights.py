@@ -6,7 +6,7 @@ import pytest
 
 from cxrbench.errors import WeightsError
 from cxrbench.hashing import sha256_file
-from cxrbench.weights import PIN_FILE, WeightFile, load_state_dict, pin, status, verify
+from cxrbench.weights import PIN_FILE, WeightFile, load_state_dict, pin, repin, status, verify
 
 from .conftest import require_torch
 
@@ -95,3 +95,89 @@ def test_weights_command_lists_files_and_status(cli, tmp_path):
     (tmp_path / "radgraph-xl" / "weights.th").write_bytes(b"y")
     os.utime(tmp_path / "radgraph-xl" / "weights.th", ns=(1, 1))
     assert {r["file"]: r["status"] for r in status(tmp_path)}["radgraph-xl/weights.th"] == "MISMATCH"
+
+
+def _weight_file(root, content=b"x"):
+    path = root / "radgraph-xl" / "weights.th"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    return path
+
+
+def test_a_changed_file_is_never_repinned_silently(tmp_path):
+    path = _weight_file(tmp_path, b"published")
+    old = sha256_file(path)
+    assert [(c.path, c.old, c.new) for c in pin(tmp_path)] == [("radgraph-xl/weights.th", None, old)]
+    assert pin(tmp_path) == []  # nothing new
+    path.write_bytes(b"swapped")
+    new = sha256_file(path)
+    before = (tmp_path / PIN_FILE).read_bytes()
+    with pytest.raises(WeightsError) as info:
+        pin(tmp_path)
+    message = str(info.value)
+    assert "radgraph-xl/weights.th changed since it was pinned" in message and "\n" not in message
+    assert old[:16] in message and new[:16] in message and "--repin radgraph-xl/weights.th" in message
+    assert (tmp_path / PIN_FILE).read_bytes() == before
+    with pytest.raises(WeightsError, match="does not match the recorded"):
+        verify(WeightFile("radgraph", "radgraph-xl/weights.th", "x"), tmp_path)
+    assert [(c.path, c.old, c.new) for c in repin(tmp_path, ["radgraph-xl/weights.th"])] == [
+        ("radgraph-xl/weights.th", old, new)
+    ]
+    assert (tmp_path / PIN_FILE).read_text() == f"{new}  radgraph-xl/weights.th\n"
+    with pytest.raises(WeightsError, match=r"--repin: no/such\.pt is not a weight file cxrbench knows"):
+        repin(tmp_path, ["no/such.pt"])
+    with pytest.raises(WeightsError, match=r"--repin: .*radgraph-xl/config\.json does not exist"):
+        repin(tmp_path, ["radgraph-xl/config.json"])
+
+
+def test_weights_command_refuses_changed_pins_and_repins_on_request(cli, tmp_path):
+    path = _weight_file(tmp_path / "w", b"published")
+    old = sha256_file(path)
+    assert cli("weights", "--weights", "w", "--pin").returncode == 0
+    path.write_bytes(b"swapped")
+    refused = cli("weights", "--weights", "w", "--pin")
+    assert refused.returncode == 2
+    assert refused.stderr.count("\n") == 1 and "--repin radgraph-xl/weights.th" in refused.stderr
+    repinned = cli("weights", "--weights", "w", "--repin", "radgraph-xl/weights.th")
+    assert repinned.returncode == 0, repinned.stderr
+    assert f"radgraph-xl/weights.th: sha256 {old} -> {sha256_file(path)}" in repinned.stderr
+    assert {r["file"]: r["status"] for r in status(tmp_path / "w")}["radgraph-xl/weights.th"] == "ok"
+
+
+def test_pinning_is_atomic(tmp_path, monkeypatch):
+    _weight_file(tmp_path)
+    (tmp_path / PIN_FILE).write_text("")
+    before = sorted(p.name for p in tmp_path.iterdir())
+
+    def disk_full(fd):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", disk_full)
+    with pytest.raises(WeightsError, match=r"cannot write .*SHA256SUMS: .*No space left on device"):
+        pin(tmp_path)
+    assert (tmp_path / PIN_FILE).read_text() == ""
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # no temporary file left behind
+
+
+def test_bad_weights_folder_or_pin_file_is_one_line(cli, tmp_path):
+    (tmp_path / "file").write_text("x")
+    for folder, problem in (("missing", "does not exist"), ("file", "is a file, not a folder")):
+        with pytest.raises(WeightsError, match=f"weights folder .*{folder} {problem}"):
+            pin(tmp_path / folder)
+        for args in (("--pin",), ()):
+            result = cli("weights", "--weights", folder, *args)
+            assert result.returncode == 2, result.stderr
+            assert result.stderr == f"error: weights folder {folder} {problem}\n"
+    root = tmp_path / "w"
+    _weight_file(root)
+    (root / PIN_FILE).write_bytes(b"\xff\xfe" + b"0" * 64 + b"  radgraph-xl/weights.th\n")
+    with pytest.raises(WeightsError, match=r"SHA256SUMS is not UTF-8 text"):
+        verify(WeightFile("radgraph", "radgraph-xl/weights.th", "x"), root)
+    for args in (("--pin",), ()):
+        result = cli("weights", "--weights", "w", *args)
+        assert result.returncode == 2
+        assert result.stderr.startswith("error: ") and "SHA256SUMS is not UTF-8 text" in result.stderr
+        assert result.stderr.count("\n") == 1
+    (root / PIN_FILE).write_text(f"{'0' * 64}  radgraph-xl/weights.th\nabc radgraph-xl/config.json\n")
+    with pytest.raises(WeightsError, match=r"SHA256SUMS, line 2 is not '<sha256>  <path>'"):
+        pin(root)

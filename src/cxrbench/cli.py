@@ -15,6 +15,7 @@ import click
 
 from cxrbench import __version__
 from cxrbench.errors import CxrbenchError
+from cxrbench.registry import missing_module_error
 from cxrbench.types import Dataset
 
 if TYPE_CHECKING:
@@ -84,7 +85,16 @@ def cli(ctx: click.Context, debug: bool) -> None:
     help="Results go to OUT/<dataset>/<method>/.",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N pairs.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option(
+    "--protocol",
+    type=click.Choice(["cxrbench", "published"]),
+    default="cxrbench",
+    show_default=True,
+    help="Scoring protocol: cxrbench, or published (equal to the authors' evaluation code; docs/protocol.md).",
+)
+@click.option("--name", help="Store the run as runs/<dataset>/NAME (the table's column) instead of the method's name.")
+@click.option("--overwrite", is_flag=True, help="Replace a stored run of another identity in the run folder.")
+@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Bootstrap seed.")
 @click.option(
     "--n-resamples", type=click.IntRange(min=1), default=10_000, show_default=True, help="Bootstrap resamples."
 )
@@ -110,6 +120,9 @@ def run(
     dataset_extra: tuple[str, ...],
     out: Path,
     limit: int | None,
+    protocol: str,
+    name: str | None,
+    overwrite: bool,
     seed: int,
     n_resamples: int,
     force: bool,
@@ -135,22 +148,28 @@ def run(
         method_options=method_options,
         dataset_options=_options(dataset_extra),
         out=out,
+        name=name,
+        protocol=protocol,  # type: ignore[arg-type]
         limit=limit,
         seed=seed,
         n_resamples=n_resamples,
         force=force,
+        overwrite=overwrite,
         on_error=on_error,
         progress=not no_progress,
     )
     summary = result.summary
     click.echo(to_markdown(build_leaderboard([summary], metrics=("cnr", "miou", "auc"))), nl=False)
-    timings = summary["timings"]
+    timings = summary.timings
+    cached = f"{timings['heatmaps_from_cache']} heatmaps from cache, " if summary.settings["cached"] else ""
     click.echo(
-        f"{summary['n_scored']} pairs scored, {summary['n_errors']} errors, "
-        f"{timings['heatmaps_from_cache']} heatmaps from cache, {timings['total_s']:.1f} s -> {result.run_dir}",
+        f"{summary.n_scored} pairs scored, {summary.n_errors} errors, {cached}{timings['total_s']:.1f} s "
+        f"-> {result.run_dir}",
         err=True,
     )
-    if summary["n_errors"]:
+    for note in summary.notes:
+        click.echo(f"note: {note}", err=True)
+    if summary.n_errors:
         click.echo(f"skipped pairs are listed in {result.run_dir / 'errors.csv'}", err=True)
 
 
@@ -164,6 +183,8 @@ def run(
 @click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown", show_default=True)
 @click.option("--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
 @click.option("--bold-best", is_flag=True, help="Bold the best mean per class and metric.")
+@click.option("--protocol", type=click.Choice(["cxrbench", "published"]), help="Only runs scored with this protocol.")
+@click.option("--allow-mixed", is_flag=True, help="Show runs on different dataset versions side by side, marked.")
 def table(
     runs_dir: Path,
     dataset: str | None,
@@ -172,13 +193,18 @@ def table(
     fmt: str,
     output: Path | None,
     bold_best: bool,
+    protocol: str | None,
+    allow_mixed: bool,
 ) -> None:
     """Build the leaderboard from the runs stored under RUNS_DIR (default: runs)."""
     from cxrbench.benchmark.store import find_runs, write_atomic
-    from cxrbench.leaderboard.tables import build_leaderboard, render
+    from cxrbench.leaderboard.tables import build_leaderboard, format_table
 
-    board = build_leaderboard(find_runs(runs_dir), dataset, _split(methods), _split(metrics) or ())
-    text = render(board, fmt, bold_best)  # type: ignore[arg-type]
+    found = find_runs(runs_dir)
+    for reason in found.skipped:
+        click.echo(f"skipped: {reason}", err=True)
+    board = build_leaderboard(found.runs, dataset, _split(methods), _split(metrics) or (), allow_mixed, protocol)
+    text = format_table(board, fmt, bold_best)  # type: ignore[arg-type]
     if output is None:
         click.echo(text, nl=False)
     else:
@@ -241,15 +267,32 @@ def prompts(input_path: Path, output: Path, extractor: str, weights: Path | None
 
 @cli.command()
 @click.option("--weights", type=click.Path(path_type=Path), help="Weights folder (default: $CXRBENCH_HOME/weights).")
-@click.option("--pin", is_flag=True, help="Record the sha256 of the files present in <weights>/SHA256SUMS.")
-def weights(weights: Path | None, pin: bool) -> None:
+@click.option(
+    "--pin",
+    is_flag=True,
+    help="Record the sha256 of the present files that have none yet in <weights>/SHA256SUMS "
+    "(a pinned file whose content changed is refused).",
+)
+@click.option(
+    "--repin",
+    multiple=True,
+    metavar="FILE",
+    help="Replace the recorded sha256 of FILE (as listed, e.g. radgraph-xl/weights.th) after you fetched it again.",
+)
+def weights(weights: Path | None, pin: bool, repin: tuple[str, ...]) -> None:
     """List the weight files each method family needs, whether they are present and verified."""
     from cxrbench import weights as registry
 
     root = registry.weights_root(weights)
+    if weights is not None or pin or repin:
+        registry.check_folder(root)
+    if repin:
+        for change in registry.repin(root, repin):
+            click.echo(f"{change.path}: sha256 {change.old or 'none'} -> {change.new}", err=True)
     if pin:
-        click.echo(f"recorded hashes in {registry.pin(root)}", err=True)
-    click.echo(f"weights folder: {root}")
+        recorded = registry.pin(root)
+        click.echo(f"recorded {len(recorded)} new hash(es) in {root / registry.PIN_FILE}", err=True)
+    click.echo(f"weights folder: {root}" + ("" if root.is_dir() else " (does not exist yet)"))
     for row in registry.status(root):
         click.echo(f"  {row['family']:<9} {row['file']:<72} {row['status']}")
         if row["status"] == "missing":
@@ -287,7 +330,7 @@ def datasets_describe(name: str, data_root: Path | None, dataset_extra: tuple[st
 def curate(
     mimic_root: Path, output: Path, reports: Path | None, lut_path: Path | None, extractor: str, weights: Path | None
 ) -> None:
-    """Curate the prompt-tuning set (SPEC 5.1) from MIMIC-CXR reports and CheXpert labels."""
+    """Curate the prompt-tuning set (docs/tuning.md) from MIMIC-CXR reports and CheXpert labels."""
     from cxrbench.datasets.mimic import curate_tuning_set, summary_lines
 
     table = curate_tuning_set(mimic_root, reports, lut_path, extractor, weights)  # type: ignore[arg-type]
@@ -341,70 +384,40 @@ def tune(
     no_progress: bool,
     **hyper: float,
 ) -> None:
-    """Prompt-tune the LDM's location token embeddings on a tuning set (SPEC 5.1)."""
+    """Prompt-tune the LDM's location token embeddings on a tuning set (docs/tuning.md)."""
+    from cxrbench.methods.ldm.tune_job import codebook_lines, run_tune
+    from cxrbench.methods.ldm.tuning import TuneConfig
     from cxrbench.weights import weights_root
 
     root = weights_root(weights)
     if show_codebook:
-        click.echo("\n".join(_codebook_lines(root, output, allow_unverified_weights)))
+        click.echo("\n".join(codebook_lines(root, output, allow_unverified_weights)))
         return
     if tuning_set is None or output is None:
         raise CxrbenchError("cxrbench tune needs --tuning-set and --output (or --show-codebook)")
-    from cxrbench.datasets.mimic import read_tuning_set
-    from cxrbench.hashing import sha256_file
-    from cxrbench.methods.ldm.checkpoints import check_output
-    from cxrbench.methods.ldm.model import load_ldm
-    from cxrbench.methods.ldm.tuning import TuneConfig, encode_latents
-    from cxrbench.methods.ldm.tuning import tune as run_tuning
-
-    config = TuneConfig(**hyper)  # type: ignore[arg-type]
-    check_output(output, resume)  # before minutes of image encoding
-    samples, problems = read_tuning_set(tuning_set, images)
-    if on_error == "fail":
-        _check_rows(problems, on_error, output)  # before the models load
-    models = load_ldm(root, device, dtype, allow_unverified_weights)
-    latents, unreadable = encode_latents(models, samples, progress=not no_progress)
-    _check_rows(problems + unreadable, on_error, output)
-    samples = [s for s in samples if s.image in latents]
-    result = run_tuning(
-        models, samples, config, output, sha256_file(tuning_set), resume, not no_progress, latents=latents
+    job = run_tune(
+        tuning_set,
+        images,
+        root,
+        output,
+        TuneConfig(**hyper),  # type: ignore[arg-type]
+        device=device,
+        dtype=dtype,
+        resume=resume,
+        on_error=on_error,
+        allow_unverified_weights=allow_unverified_weights,
+        progress=not no_progress,
     )
-    losses = ", ".join(f"{k} {v:.4f}" for k, v in result.final_losses.items())
-    click.echo(f"{result.steps} steps on {len(samples)} samples; last 50 steps: {losses}")
-    click.echo(f"checkpoint: {result.checkpoint} (cxrbench run --method ldm-tuned --checkpoint {output})")
-
-
-def _check_rows(problems: list[tuple[int, str]], on_error: str, output: Path) -> None:
-    """Stop at the first unusable tuning-set row, or (skip) list them all in <output>/skipped.csv."""
-    if not problems:
-        return
-    if on_error == "fail":
-        raise CxrbenchError(f"{problems[0][1]} ({len(problems)} unusable row(s); --on-error skip leaves them out)")
-    import pandas as pd
-
-    from cxrbench.methods.ldm.checkpoints import SKIPPED_FILE
-
-    path = output / SKIPPED_FILE
-    _write_table(path, pd.DataFrame(sorted(problems), columns=["line", "problem"]))
-    click.echo(f"skipping {len(problems)} tuning-set row(s), listed in {path}", err=True)
-
-
-def _codebook_lines(root: Path, output: Path | None, allow_unverified: bool) -> list[str]:
-    from cxrbench.methods.ldm.checkpoints import checkpoint_dirs
-    from cxrbench.methods.ldm.codebook import FILE, Codebook
-    from cxrbench.methods.ldm.model import load_text
-
-    tokenizer, text_encoder = load_text(root, allow_unverified)
-    found = checkpoint_dirs(output) if output is not None else []
-    if found:
-        return [f"codebook of {found[-1]}", *Codebook.load(found[-1] / FILE, tokenizer, text_encoder).describe()]
-    initial = Codebook.from_text_encoder(tokenizer, text_encoder)
-    return ["initial codebook (the text encoder's input embeddings)", *initial.describe()]
+    if job.skipped_file is not None:
+        click.echo(f"skipped {len(job.skipped)} tuning-set row(s), listed in {job.skipped_file}", err=True)
+    losses = ", ".join(f"{k} {v:.4f}" for k, v in job.result.final_losses.items())
+    click.echo(f"{job.result.steps} steps on {job.samples} samples; last 50 steps: {losses}")
+    click.echo(f"checkpoint: {job.result.checkpoint} (cxrbench run --method ldm-tuned --checkpoint {output})")
 
 
 @cli.group()
 def lut() -> None:
-    """The Gaussian look-up table of the 27 anatomical locations (SPEC 4.3)."""
+    """The Gaussian look-up table of the 27 anatomical locations (docs/anatomy.md)."""
 
 
 @lut.command("build")
@@ -443,6 +456,12 @@ def lut_show(lut_path: Path | None, output: Path) -> None:
     click.echo(f"wrote {draw_lut(load_lut(lut_path), output)}")
 
 
+def _command(argv: list[str] | None) -> str:
+    """The subcommand's name, for messages."""
+    words = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")]
+    return words[0] if words else ""
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: run the click group, turning user errors into one line and exit code 2."""
     debug = os.environ.get("CXRBENCH_DEBUG") == "1" or "--debug" in (argv if argv is not None else sys.argv[1:])
@@ -462,6 +481,17 @@ def main(argv: list[str] | None = None) -> None:
         if debug:
             raise
         click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except ImportError as exc:  # a command whose extra (torch, monai, ...) is not installed
+        if debug:
+            raise
+        click.echo(f"error: {missing_module_error(f'cxrbench {_command(argv)}', exc)}", err=True)
+        sys.exit(2)
+    except OSError as exc:  # a path that cannot be read or written: name it, keep what was written
+        if debug:
+            raise
+        where = " -> ".join(str(p) for p in (exc.filename, exc.filename2) if p is not None)
+        click.echo(f"error: {exc.strerror or exc}" + (f": {where}" if where else ""), err=True)
         sys.exit(2)
     sys.exit(code if isinstance(code, int) else 0)
 

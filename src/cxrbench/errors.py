@@ -29,3 +29,7 @@ class RunLockedError(CxrbenchError):
 
 class WeightsError(CxrbenchError):
     """A weight file is missing, corrupt or unverified."""
+
+
+class RunConflictError(CxrbenchError):
+    """A run would replace a stored run of another identity."""

@@ -11,12 +11,16 @@ from __future__ import annotations
 import difflib
 import importlib
 import inspect
+import math
+import typing
 from collections.abc import Callable
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Any, TypeVar
+from pathlib import PurePath
+from types import UnionType
+from typing import Any, Literal, TypeVar, Union
 
-from cxrbench.errors import UnknownNameError
+from cxrbench.errors import CxrbenchError, UnknownNameError
 
 T = TypeVar("T")
 
@@ -39,7 +43,7 @@ class Entry:
             for part in attr.split("."):
                 obj = getattr(obj, part)
         except ImportError as exc:
-            raise _missing_module(f"'{self.name}' ({self.origin})", exc) from exc
+            raise missing_module_error(f"'{self.name}' ({self.origin})", exc) from exc
         except AttributeError as exc:
             raise UnknownNameError(
                 f"'{self.name}' ({self.origin}) points to {self.target}, which does not exist"
@@ -79,13 +83,30 @@ class Registry:
             self._entries[ep.name] = Entry(ep.name, ep.value, f"plugin from {dist}", origin=f"plugin {dist}")
 
     def register(self, name: str, obj: Any = None, summary: str = "") -> Any:
-        """Register `obj` under `name`; without `obj`, return a decorator."""
+        """Register `obj` under `name`; without `obj`, return a decorator.
+
+        A built-in or plugin name is never replaced (an error says so); a name registered at run time may be
+        registered again (a notebook cell run twice).
+        """
+        self._load_plugins()
+        existing = self._entries.get(name)
+        if existing is not None and existing.origin != "runtime":
+            raise UnknownNameError(
+                f"{self.kind} '{name}' is already provided by {existing.origin}; register yours under another name"
+            )
 
         def add(target: T) -> T:
             self._entries[name] = Entry(name, target, summary or _first_line(target.__doc__), origin="runtime")
             return target
 
         return add if obj is None else add(obj)
+
+    def unregister(self, name: str) -> None:
+        """Remove a name registered at run time (built-in and plugin names stay)."""
+        entry = self._entries.get(name)
+        if entry is None or entry.origin != "runtime":
+            raise UnknownNameError(f"{self.kind} '{name}' was not registered at run time")
+        del self._entries[name]
 
     def names(self) -> list[str]:
         self._load_plugins()
@@ -117,31 +138,115 @@ class Registry:
             factory, options = self._prefixed[prefix].load(), {**options, "path": argument}
         else:
             factory = self.get(name)
-        options = {k: v for k, v in options.items() if v is not None}
-        check_options(factory, options, f"{self.kind} '{name}'")
+        options = check_options(factory, {k: v for k, v in options.items() if v is not None}, f"{self.kind} '{name}'")
         try:
             return factory(**options)
         except ImportError as exc:  # heavy dependencies are imported when the entry is built
-            raise _missing_module(f"{self.kind} '{name}'", exc) from exc
+            raise missing_module_error(f"{self.kind} '{name}'", exc) from exc
 
 
-def check_options(factory: Callable[..., Any], options: dict[str, Any], what: str) -> None:
-    """Raise a clear error when `factory` does not take one of `options`."""
+def check_options(factory: Callable[..., Any], options: dict[str, Any], what: str) -> dict[str, Any]:
+    """`options` checked against the parameters of `factory`, text values converted to the parameter's type.
+
+    `-o/-O KEY=VALUE` values arrive as text: each becomes the type of the parameter it fills (its annotation, else
+    its default's type), so `allow_unverified_weights=false` is False and `size=abc` for an int is a one-line
+    error naming the option (docs/reliability.md, "Options"). Values that are not text are passed unchanged.
+    """
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):
-        return
-    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
-        return
-    unknown = sorted(set(options) - set(params))
-    if unknown:
-        accepted = [p for p in params if p != "self"]
-        raise UnknownNameError(
-            f"{what} does not take the option(s) {', '.join(unknown)}; it takes: {', '.join(accepted) or 'none'}"
-        )
+        return options
+    if not any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        unknown = sorted(set(options) - set(params))
+        if unknown:
+            accepted = [p for p in params if p != "self"]
+            raise UnknownNameError(
+                f"{what} does not take the option(s) {', '.join(unknown)}; it takes: {', '.join(accepted) or 'none'}"
+            )
+    hints = _type_hints(factory)
+    typed = dict(options)
+    for key, value in options.items():
+        if isinstance(value, str) and key in params:
+            kind = hints.get(key, _default_type(params[key]))
+            try:
+                typed[key] = _from_text(value, kind)
+            except ValueError:
+                raise CxrbenchError(f"{what}: option {key}={value!r} is not {_describe(kind)}") from None
+    return typed
 
 
-def _missing_module(what: str, exc: ImportError) -> UnknownNameError:
+_TRUE, _FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def _type_hints(factory: Callable[..., Any]) -> dict[str, Any]:
+    """The factory's resolved parameter annotations ({} when they cannot be resolved)."""
+    try:
+        return typing.get_type_hints(factory.__init__ if isinstance(factory, type) else factory)
+    except Exception:  # unresolvable names in a plugin's annotations: the defaults' types decide
+        return {}
+
+
+def _default_type(param: inspect.Parameter) -> Any:
+    if param.default is inspect.Parameter.empty or param.default is None:
+        return str
+    return type(param.default)
+
+
+def _from_text(text: str, kind: Any) -> Any:
+    """`text` as a value of type `kind`: bool, int, finite float, a path, a Literal, or a union of these."""
+    if kind in (str, Any, object):
+        return text
+    if typing.get_origin(kind) is Literal:
+        for choice in typing.get_args(kind):
+            if str(choice) == text:
+                return choice
+        raise ValueError(text)
+    if typing.get_origin(kind) in (Union, UnionType):
+        members = [m for m in typing.get_args(kind) if m is not type(None)]
+        if any(m in (str, Any, object) for m in members):
+            return text
+        for member in members:
+            try:
+                return _from_text(text, member)
+            except ValueError:
+                continue
+        raise ValueError(text)
+    if kind is bool:
+        word = text.strip().lower()
+        if word in _TRUE + _FALSE:
+            return word in _TRUE
+        raise ValueError(text)
+    if kind is int:
+        return int(text)
+    if kind is float:
+        value = float(text)
+        if not math.isfinite(value):
+            raise ValueError(text)
+        return value
+    if isinstance(kind, type) and issubclass(kind, PurePath):
+        return kind(text)
+    raise ValueError(text)
+
+
+def _describe(kind: Any) -> str:
+    """What `_from_text` accepts for `kind`, for error messages."""
+    if kind is bool:
+        return f"true or false ({'/'.join(_TRUE)} or {'/'.join(_FALSE)})"
+    if kind is int:
+        return "a whole number"
+    if kind is float:
+        return "a finite number"
+    if typing.get_origin(kind) is Literal:
+        return "one of " + ", ".join(repr(c) for c in typing.get_args(kind))
+    if typing.get_origin(kind) in (Union, UnionType):
+        return " or ".join(_describe(m) for m in typing.get_args(kind) if m is not type(None))
+    if isinstance(kind, type) and issubclass(kind, PurePath):
+        return "a path"
+    return f"a {getattr(kind, '__name__', kind)} (which cannot be given as KEY=VALUE text)"
+
+
+def missing_module_error(what: str, exc: ImportError) -> UnknownNameError:
+    """The one-line error for a heavy dependency that is not installed, naming the extras that bring it."""
     missing = getattr(exc, "name", None) or str(exc)
     return UnknownNameError(
         f"{what} needs the Python module '{missing}', which is not installed. Install the matching extra, "

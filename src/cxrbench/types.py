@@ -16,7 +16,8 @@ from cxrbench.errors import DataError
 class Box:
     """Axis-aligned box in original pixel coordinates (x to the right, y down), x_max > x_min, y_max > y_min.
 
-    It covers columns floor(x_min) .. ceil(x_max) - 1 and rows floor(y_min) .. ceil(y_max) - 1 (SPEC 2.4).
+    It covers columns floor(x_min) .. ceil(x_max) - 1 and rows floor(y_min) .. ceil(y_max) - 1 under the cxrbench
+    protocol (docs/protocol.md explains the published protocol's rasterisation).
     """
 
     x_min: float
@@ -82,31 +83,12 @@ class Sample:
 
 
 @runtime_checkable
-class Method(Protocol):
-    """A grounding method. `heatmap` returns a 2-D float map of any size covering the centred min(H, W)
-    square of the image (NaN where it did not look); see DESIGN.md "The one interface".
-
-    Optional attributes read by the runner (defaults in brackets):
-      frame: "square" | "full" | "auto" ["square"] -- "full" maps are already H x W and are not resized or
-        padded; "auto" decides per map (H x W = full, anything else = square);
-      interpolation: "bilinear" | "nearest" ["bilinear"] -- used to resize square maps to min(H, W);
-      cacheable: bool [True] -- False for methods cheaper to recompute than to read back;
-      batch_size: int [1] -- with a `heatmaps(images, prompts)` method, images are passed in batches;
-      config() -> dict -- every parameter that changes the heatmap (weights' hashes included): the cache key;
-      heatmap_for_sample(sample) -- called instead of `heatmap` when defined: the oracle (the one method that
-        sees the ground truth) and prediction importers (which read the pair id only); no image is loaded;
-      output: "heatmap" | "boxes" ["heatmap"] -- box methods define `boxes_for_sample(sample)` instead and get
-        mIoU only (SPEC 2.5).
-    """
-
-    name: str
-
-    def heatmap(self, image: np.ndarray, prompt: str) -> np.ndarray: ...
-
-
-@runtime_checkable
 class Dataset(Protocol):
-    """A dataset adapter: iterating yields `Sample`s lazily; `classes` lists its pathology classes."""
+    """A dataset adapter: iterating yields `Sample`s lazily; `classes` lists its pathology classes.
+
+    Optional: `config()` -> its effective options, defaults included (part of a run's identity,
+    docs/results.md). Methods are described in `cxrbench.capabilities`.
+    """
 
     name: str
     classes: tuple[str, ...]

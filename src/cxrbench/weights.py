@@ -3,15 +3,17 @@
 Nothing is downloaded. Files are looked up under `--weights DIR`, else `$CXRBENCH_HOME/weights`, else
 `~/.cache/cxrbench/weights`. Every file is checked against its recorded sha256 before anything reads it:
 the hash comes from this table where the publisher gives one, else from `<weights>/SHA256SUMS`, which
-`cxrbench weights --pin` writes after you have checked the files' origin (trust on first use). A file with
-no recorded hash is refused unless the user passes --allow-unverified-weights. `.pth`/`.pt` files are read
-with `torch.load(weights_only=True)` only, and must hold a mapping of names to tensors.
+`cxrbench weights --pin` writes after you have checked the files' origin (trust on first use; a pin is never
+replaced silently: a file whose content changed needs `--repin FILE`). A file with no recorded hash is refused
+unless the user passes --allow-unverified-weights. `.pth`/`.pt`/`.th` files are read with
+`torch.load(weights_only=True)` only, and must hold a mapping of names to tensors.
 """
 
 from __future__ import annotations
 
 import os
 import pickle
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +27,7 @@ PIN_FILE = "SHA256SUMS"
 MIN_TORCH = (2, 6)
 _LDM = "cxr_image_synthesis_latent_diffusion_model"
 _SD = "stable-diffusion-2-1-base"
+_PIN_LINE = re.compile(r"(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>.+)")
 
 
 @dataclass(frozen=True)
@@ -71,15 +74,33 @@ def files_of(family: str) -> list[WeightFile]:
     return [f for f in WEIGHT_FILES if f.family == family]
 
 
+def check_folder(root: Path) -> Path:
+    """`root` once it is an existing folder (a missing one or a file is one clear error)."""
+    if not root.exists():
+        raise WeightsError(f"weights folder {root} does not exist")
+    if not root.is_dir():
+        raise WeightsError(f"weights folder {root} is a file, not a folder")
+    return root
+
+
 def pinned_hashes(root: Path) -> dict[str, str]:
-    """<root>/SHA256SUMS as {relative path: sha256} (sha256sum's format)."""
-    pins = {}
+    """<root>/SHA256SUMS as {relative path: sha256} (sha256sum's format; blank lines are ignored)."""
     path = root / PIN_FILE
-    if path.is_file():
-        for line in path.read_text(encoding="utf-8").splitlines():
-            digest, _, name = line.strip().partition("  ")
-            if digest and name:
-                pins[name.strip()] = digest.lower()
+    if not path.exists():
+        return {}
+    try:
+        text = path.read_bytes().decode("utf-8")
+    except UnicodeDecodeError:
+        raise WeightsError(f"{path} is not UTF-8 text; delete it and pin the files again") from None
+    except OSError as exc:
+        raise WeightsError(f"cannot read {path}: {exc.strerror or exc}") from None
+    pins = {}
+    for number, line in enumerate(text.splitlines(), 1):
+        if line.strip():
+            match = _PIN_LINE.fullmatch(line.strip())
+            if match is None:
+                raise WeightsError(f"{path}, line {number} is not '<sha256>  <path>': {line.strip()[:80]!r}")
+            pins[match["name"]] = match["digest"].lower()
     return pins
 
 
@@ -112,15 +133,65 @@ def verify(file: WeightFile, root: Path, allow_unverified: bool = False) -> Path
     return path
 
 
-def pin(root: Path, files: Sequence[WeightFile] = WEIGHT_FILES) -> Path:
-    """Record the sha256 of every present file in <root>/SHA256SUMS, keeping existing pins."""
-    pins = pinned_hashes(root)
+@dataclass(frozen=True)
+class PinChange:
+    """One recorded hash: `old` is None for a new pin."""
+
+    path: str
+    old: str | None
+    new: str
+
+
+def pin(root: Path, files: Sequence[WeightFile] = WEIGHT_FILES) -> list[PinChange]:
+    """Record the sha256 of every present file that has no pin yet in <root>/SHA256SUMS (trust on first use).
+
+    A pinned file whose content changed is refused, never re-approved: `repin` replaces a pin explicitly.
+    """
+    pins = pinned_hashes(check_folder(root))
+    new: list[PinChange] = []
+    changed: dict[str, str] = {}  # path -> what changed
     for file in files:
         if (root / file.path).is_file():
-            pins[file.path] = sha256_file(root / file.path)
-    text = "".join(f"{digest}  {name}\n" for name, digest in sorted(pins.items()))
-    (root / PIN_FILE).write_text(text, encoding="utf-8")
-    return root / PIN_FILE
+            digest, old = sha256_file(root / file.path), pins.get(file.path)
+            if old is None:
+                new.append(PinChange(file.path, None, digest))
+            elif old != digest:
+                changed[file.path] = f"sha256 {old[:16]}... now {digest[:16]}..."
+    if changed:
+        raise WeightsError(
+            "; ".join(f"{path} changed since it was pinned ({what})" for path, what in changed.items())
+            + ". Nothing was recorded. If you fetched the new file from its source yourself, record it with "
+            f"`cxrbench weights --weights {root} {' '.join(f'--repin {path}' for path in changed)}`"
+        )
+    if new:
+        _write_pins(root, {**pins, **{c.path: c.new for c in new}})
+    return new
+
+
+def repin(root: Path, paths: Sequence[str]) -> list[PinChange]:
+    """Replace the recorded sha256 of the named files (paths as in WEIGHT_FILES) by their current hash."""
+    pins = pinned_hashes(check_folder(root))
+    known = {f.path for f in WEIGHT_FILES}
+    changes = []
+    for name in paths:
+        if name not in known:
+            raise WeightsError(f"--repin: {name} is not a weight file cxrbench knows (`cxrbench weights` lists them)")
+        if not (root / name).is_file():
+            raise WeightsError(f"--repin: {root / name} does not exist")
+        changes.append(PinChange(name, pins.get(name), sha256_file(root / name)))
+    _write_pins(root, {**pins, **{c.path: c.new for c in changes}})
+    return changes
+
+
+def _write_pins(root: Path, pins: dict[str, str]) -> None:
+    """Replace <root>/SHA256SUMS atomically (a temporary file and a rename): never half-written."""
+    from cxrbench.benchmark.store import write_atomic
+
+    path = root / PIN_FILE
+    try:
+        write_atomic(path, "".join(f"{digest}  {name}\n" for name, digest in sorted(pins.items())))
+    except OSError as exc:
+        raise WeightsError(f"cannot write {path}: {exc.strerror or exc}") from None
 
 
 def status(root: Path) -> list[dict[str, str]]:

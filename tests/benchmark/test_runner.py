@@ -10,6 +10,7 @@ import pytest
 
 from cxrbench.benchmark.cache import HeatmapCache, RunLock
 from cxrbench.benchmark.runner import SCORE_COLUMNS, run_benchmark
+from cxrbench.benchmark.summary import SCHEMA_VERSION, RunSummary
 from cxrbench.datasets.demo import DemoDataset
 from cxrbench.errors import CxrbenchError, RunLockedError
 
@@ -49,14 +50,17 @@ def test_outputs_and_summary(tmp_path):
     scores = pd.read_csv(result.run_dir / "scores.csv", dtype={"pair_id": str})
     assert tuple(scores.columns) == SCORE_COLUMNS
     assert list(scores["pair_id"]) == [f"demo-{i:03d}" for i in range(12)]
-    summary = json.loads((result.run_dir / "summary.json").read_text())
-    assert summary["n_scored"] == 12
-    assert summary["config"]["seed"] == 0
-    assert summary["versions"]["numpy"] == np.__version__
-    average = summary["classes"]["Average"]
-    class_means = [v["cnr"]["mean"] for k, v in summary["classes"].items() if k != "Average"]
+    summary = RunSummary.read(result.run_dir / "summary.json")
+    assert summary == result.summary
+    assert json.loads((result.run_dir / "summary.json").read_text())["schema_version"] == SCHEMA_VERSION
+    assert summary.n_scored == 12
+    assert summary.settings["seed"] == 0
+    assert summary.identity.protocol == "cxrbench" and summary.identity.limit == 12
+    assert summary.versions["numpy"] == np.__version__
+    average = summary.classes["Average"]
+    class_means = [v["cnr"]["mean"] for k, v in summary.classes.items() if k != "Average"]
     assert average["cnr"]["mean"] == pytest.approx(np.mean(class_means))
-    for name, row in summary["classes"].items():
+    for name, row in summary.classes.items():
         if name != "Average":
             assert row["n"] == (scores["class_name"] == name).sum()
             assert row["miou"]["mean"] == pytest.approx(scores.loc[scores.class_name == name, "miou"].mean())
@@ -95,13 +99,13 @@ def test_changed_method_config_misses_the_cache(tmp_path):
     _run(Scaled(1), tmp_path)
     again, other = Scaled(1), Scaled(2)
     _run(again, tmp_path)
-    _run(other, tmp_path)
+    _run(other, tmp_path, name="squared")
     assert (again.calls, other.calls) == (0, 12)
 
 
 def test_corrupt_cache_entry_is_recomputed(tmp_path):
     first = _run(Counting(), tmp_path)
-    entries = sorted((first.run_dir / "heatmaps").glob("*.npy"))
+    entries = sorted((tmp_path / "demo" / "heatmaps" / "counting").glob("*.npy"))
     entries[0].write_bytes(entries[0].read_bytes()[:-40])  # truncated
     data = bytearray(entries[1].read_bytes())
     data[-3] ^= 0xFF  # one flipped byte
@@ -130,7 +134,7 @@ def test_bad_heatmap_fails_with_pair_and_keeps_the_cache(tmp_path):
 
     with pytest.raises(CxrbenchError, match=r"pair demo-004.*NaN everywhere.*rerun to resume"):
         _run(BreaksOnFifth(), tmp_path)
-    assert len(HeatmapCache(tmp_path / "demo" / "counting" / "heatmaps")) == 4  # failures are never cached
+    assert len(HeatmapCache(tmp_path / "demo" / "heatmaps" / "counting")) == 4  # failures are never cached
     method = BreaksOnFifth()
     method.broken = False
     _run(method, tmp_path)
@@ -148,7 +152,7 @@ def test_skip_logs_errors_and_completes(tmp_path):
     errors = pd.read_csv(result.run_dir / "errors.csv")
     assert list(errors["pair_id"]) == ["demo-001", "demo-009"]
     assert errors["error"].str.contains("RuntimeError: model exploded").all()
-    assert result.summary["n_errors"] == 2 and result.summary["n_scored"] == 10
+    assert result.summary.n_errors == 2 and result.summary.n_scored == 10
 
 
 def test_unreadable_image_is_a_pair_error(tmp_path, cli):
@@ -190,7 +194,7 @@ def test_sigkill_then_resume_equals_an_uninterrupted_run(tmp_path):
     ]
     env = cxrbench_env(tmp_path)
     log = tmp_path / "calls.log"
-    cache = tmp_path / "killed" / "demo" / "fake-slow" / "heatmaps"
+    cache = tmp_path / "killed" / "demo" / "heatmaps" / "fake-slow"
     proc = subprocess.Popen(
         [*args, "--out", "killed"], cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
     )

@@ -20,37 +20,37 @@ def runs(tmp_path_factory):
 
 
 def test_layout_and_cells(runs):
-    board = build_leaderboard(find_runs(runs), methods=["oracle-gaussian", "center-gaussian"])
-    summaries = {s["method"]: s for s in find_runs(runs)}
+    board = build_leaderboard(find_runs(runs).runs, methods=["oracle-gaussian", "center-gaussian"])
+    summaries = {s.name: s for s in find_runs(runs).runs}
     text = to_markdown(board)
-    lines = text.strip().splitlines()
+    lines = text.strip().splitlines()[:-2]  # the table, without the protocol line under it
     assert lines[0] == (
         "| Class | N | oracle-gaussian CNR | oracle-gaussian mIoU (%) | center-gaussian CNR | "
         "center-gaussian mIoU (%) |"
     )
     assert len(lines) == 2 + 8 + 1
     assert lines[-1].startswith("| **Average** | 64 |")
-    cell = summaries["oracle-gaussian"]["classes"]["Edema"]["miou"]
+    cell = summaries["oracle-gaussian"].classes["Edema"]["miou"]
     expected = f"{100 * cell['mean']:.1f} [{100 * cell['low']:.1f}, {100 * cell['high']:.1f}]"
     edema = next(line for line in lines if line.startswith("| Edema"))
     assert edema.split(" | ")[3] == expected
-    cnr = summaries["center-gaussian"]["classes"]["Edema"]["cnr"]
+    cnr = summaries["center-gaussian"].classes["Edema"]["cnr"]
     assert edema.split(" | ")[4] == f"{cnr['mean']:.2f} [{cnr['low']:.2f}, {cnr['high']:.2f}]"
 
 
 def test_bold_best(runs):
-    board = build_leaderboard(find_runs(runs), methods=["center-gaussian", "oracle-gaussian"])
-    rows = to_markdown(board, bold_best=True).strip().splitlines()[2:]
+    board = build_leaderboard(find_runs(runs).runs, methods=["center-gaussian", "oracle-gaussian"])
+    rows = to_markdown(board, bold_best=True).strip().splitlines()[2:-2]
     for row in rows:
         cells = row.strip("| ").split(" | ")
         assert not cells[2].startswith("**") and cells[4].startswith("**"), row
 
 
 def test_csv_is_numeric_and_matches_summary(runs):
-    board = build_leaderboard(find_runs(runs), metrics=["miou", "auc"])
+    board = build_leaderboard(find_runs(runs).runs, metrics=["miou", "auc"])
     frame = pd.read_csv(io.StringIO(to_csv(board)))
-    summary = {s["method"]: s for s in find_runs(runs)}["oracle-gaussian"]
-    avg = summary["classes"]["Average"]["auc"]
+    summary = {s.name: s for s in find_runs(runs).runs}["oracle-gaussian"]
+    avg = summary.classes["Average"]["auc"]
     row = frame[frame["class"] == "Average"].iloc[0]
     assert row["oracle-gaussian_auc"] == pytest.approx(100 * avg["mean"], rel=1e-5)
     assert row["oracle-gaussian_auc_high"] == pytest.approx(100 * avg["high"], rel=1e-5)
@@ -58,16 +58,19 @@ def test_csv_is_numeric_and_matches_summary(runs):
 
 def test_errors_name_what_exists(runs, tmp_path):
     with pytest.raises(CxrbenchError, match="no stored run of biovil on 'demo'; runs exist for center-gaussian"):
-        build_leaderboard(find_runs(runs), methods=["biovil"])
+        build_leaderboard(find_runs(runs).runs, methods=["biovil"])
     with pytest.raises(CxrbenchError, match="unknown metric"):
-        build_leaderboard(find_runs(runs), metrics=["dice"])
-    with pytest.raises(CxrbenchError, match=r"no summary\.json"):
+        build_leaderboard(find_runs(runs).runs, metrics=["dice"])
+    with pytest.raises(CxrbenchError, match=r"no usable summary\.json"):
         find_runs(tmp_path)
 
 
 def test_latex_structure(runs):
-    tex = to_latex(build_leaderboard(find_runs(runs), methods=["oracle-gaussian", "center-gaussian"]), bold_best=True)
-    lines = tex.splitlines()
+    tex = to_latex(
+        build_leaderboard(find_runs(runs).runs, methods=["oracle-gaussian", "center-gaussian"]), bold_best=True
+    )
+    assert tex.splitlines()[0] == "% Scored with the cxrbench protocol (docs/protocol.md)."
+    lines = tex.splitlines()[1:]
     assert lines[0] == "\\begin{tabular}{lrcccc}"
     assert lines[1] == "\\toprule"
     assert "\\multicolumn{2}{c}{oracle-gaussian}" in lines[2]
@@ -85,7 +88,7 @@ def test_latex_structure(runs):
 @pytest.mark.latex
 @pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs it)")
 def test_latex_compiles(runs, tmp_path):
-    tex = to_latex(build_leaderboard(find_runs(runs)), bold_best=True)
+    tex = to_latex(build_leaderboard(find_runs(runs).runs), bold_best=True)
     doc = (
         "\\documentclass{article}\n\\usepackage{booktabs}\n\\usepackage[margin=1cm,landscape]{geometry}\n"
         "\\begin{document}\n\\begin{table}\\tiny\n" + tex + "\\end{table}\n\\end{document}\n"

@@ -1,4 +1,4 @@
-"""Gaussian baselines: the oracle upper bound (SPEC 5) and the image-independent centre floor."""
+"""Gaussian baselines: the oracle upper bound and the image-independent centre floor (docs/methods.md)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ def gaussian_map(height: int, width: int, mu_x: float, mu_y: float, sigma_x: flo
     return np.outer(gy, gx).astype(np.float32)
 
 
-def box_gaussian(box: Box, height: int, width: int, k: float = 3.0) -> np.ndarray:
+def gaussian_on_box(box: Box, height: int, width: int, k: float = 3.0) -> np.ndarray:
     """Gaussian centred on the box with sigma = box extent / k per axis."""
     return gaussian_map(
         height,
@@ -28,7 +28,7 @@ def box_gaussian(box: Box, height: int, width: int, k: float = 3.0) -> np.ndarra
 
 
 class OracleGaussian:
-    """Upper bound: one Gaussian per ground-truth box (sigma = extent / 3), combined by max (SPEC 5).
+    """Upper bound: one Gaussian per ground-truth box (sigma = extent / 3), combined by max (docs/methods.md).
 
     The one method that sees the ground truth; it returns full-frame H x W maps.
     """
@@ -44,11 +44,8 @@ class OracleGaussian:
         return {"k": self.k}
 
     def heatmap_for_sample(self, sample: Sample) -> np.ndarray:
-        maps = [box_gaussian(b, sample.height, sample.width, self.k) for b in sample.boxes]
+        maps = [gaussian_on_box(b, sample.height, sample.width, self.k) for b in sample.boxes]
         return np.maximum.reduce(maps)
-
-    def heatmap(self, image: np.ndarray, prompt: str) -> np.ndarray:
-        raise TypeError("oracle-gaussian needs the ground-truth boxes: call heatmap_for_sample(sample)")
 
 
 class CenterGaussian:

@@ -1,7 +1,8 @@
 """lut-prior: the location table's Gaussian(s) for the prompt's location(s), image unseen.
 
 It measures what a method gains by reading the image: a prompt "left lower <and> right upper pneumonia"
-becomes the maximum of the two locations' Gaussians on the 512 x 512 square (SPEC 4.3 frame).
+becomes the maximum of the two locations' Gaussians on the 512 x 512 square (the location table's frame,
+docs/anatomy.md).
 """
 
 from __future__ import annotations

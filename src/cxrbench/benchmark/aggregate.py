@@ -1,4 +1,4 @@
-"""SPEC 2.6: per-class means with percentile bootstrap CIs, and the "Average" row over classes.
+"""docs/results.md, "Aggregation": per-class means with percentile bootstrap CIs, and the "Average" row over classes.
 
 The Average row is the unweighted mean of the class means; its interval comes from a stratified bootstrap:
 each class is resampled on its own (the same resamples as its own row) and the class means are averaged.
@@ -45,19 +45,21 @@ def summarise(
                 row[metric] = {"mean": None, "low": None, "high": None, "n": 0}
                 continue
             means = resample_means(values, n_resamples, np.random.default_rng(group_seed(seed, name)))
-            low, high = percentile_interval(means, confidence)
-            row[metric] = {"mean": float(values.mean()), "low": low, "high": high, "n": int(values.size)}
+            mean = float(values.mean())
+            low, high = percentile_interval(means, confidence, mean)
+            row[metric] = {"mean": mean, "low": low, "high": high, "n": int(values.size)}
             class_means[metric].append(means)
-            class_values[metric].append(float(values.mean()))
+            class_values[metric].append(mean)
         rows[name] = row
     average: dict = {"n": int(sum(r["n"] for r in rows.values())), "classes": len(rows)}
     for metric in metrics:
         if not class_values[metric]:
             average[metric] = {"mean": None, "low": None, "high": None, "n": 0}
             continue
-        low, high = percentile_interval(np.mean(class_means[metric], axis=0), confidence)
+        mean = float(np.mean(class_values[metric]))
+        low, high = percentile_interval(np.mean(class_means[metric], axis=0), confidence, mean)
         average[metric] = {
-            "mean": float(np.mean(class_values[metric])),
+            "mean": mean,
             "low": low,
             "high": high,
             "n": len(class_values[metric]),

@@ -1,4 +1,5 @@
-"""SPEC 2.6: percentile bootstrap confidence intervals of a mean (Efron & Tibshirani 1993, ch. 13)."""
+"""Percentile bootstrap confidence intervals of a mean (Efron & Tibshirani 1993, ch. 13; docs/results.md,
+"Aggregation")."""
 
 from __future__ import annotations
 
@@ -10,6 +11,8 @@ import numpy as np
 # Resamples are drawn in blocks of this many rows so memory stays bounded; part of the algorithm (seeded
 # results depend on it), so it is a constant, not an option.
 _BLOCK = 1000
+# Fewer resamples than this give intervals too coarse to report (docs/results.md); the runner refuses them.
+MIN_RESAMPLES = 100
 
 
 def resample_means(values: Sequence[float] | np.ndarray, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
@@ -27,13 +30,17 @@ def resample_means(values: Sequence[float] | np.ndarray, n_resamples: int, rng: 
     return out
 
 
-def percentile_interval(means: np.ndarray, confidence: float) -> tuple[float, float]:
-    """(low, high) percentiles of bootstrap means for a two-sided `confidence` interval."""
+def percentile_interval(means: np.ndarray, confidence: float, estimate: float) -> tuple[float, float]:
+    """(low, high) percentiles of bootstrap means for a two-sided `confidence` interval around `estimate`.
+
+    The interval always contains the estimate: resample means are summed in another order than the estimate,
+    so for (near-)constant values every one of them can lie an ulp off it; the bound is moved onto it then.
+    """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must lie in (0, 1), got {confidence}")
     tail = (1 - confidence) / 2 * 100
     low, high = np.percentile(means, [tail, 100 - tail])
-    return float(low), float(high)
+    return min(float(low), estimate), max(float(high), estimate)
 
 
 def bootstrap_ci(
@@ -43,7 +50,8 @@ def bootstrap_ci(
     replacement `n_resamples` times with `np.random.default_rng(seed)`."""
     values = np.asarray(values, dtype=np.float64)
     means = resample_means(values, n_resamples, np.random.default_rng(seed))
-    return (float(values.mean()), *percentile_interval(means, confidence))
+    mean = float(values.mean())
+    return (mean, *percentile_interval(means, confidence, mean))
 
 
 def group_seed(seed: int, group: str) -> list[int]:

@@ -15,16 +15,15 @@ import hashlib
 import io
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from cxrbench.errors import RunLockedError
+from cxrbench.benchmark.store import TMP_PREFIX, write_atomic
+from cxrbench.errors import CxrbenchError, RunLockedError
 
 SCHEMA_VERSION = 1
-_TMP_PREFIX = ".tmp-"
 
 
 def cache_key(method: str, config: dict[str, Any], pair_id: str, prompt: str, image_fingerprint: str) -> str:
@@ -49,6 +48,8 @@ class HeatmapCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._index: dict[str, Path] = {}
         for path in self.folder.glob("*.npy"):
+            if not path.is_file():
+                raise CxrbenchError(f"heatmap cache entry {path} is not a file; move it away and rerun")
             key, _, _ = path.stem.partition("-")
             self._index[key] = path
 
@@ -83,16 +84,7 @@ class HeatmapCache:
         np.save(buffer, np.ascontiguousarray(heatmap, dtype=np.float32), allow_pickle=False)
         data = buffer.getvalue()
         path = self.folder / f"{key}-{hashlib.sha256(data).hexdigest()[:16]}.npy"
-        fd, tmp = tempfile.mkstemp(prefix=_TMP_PREFIX, dir=self.folder)
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        write_atomic(path, data)
         old = self._index.get(key)
         if old is not None and old != path:
             old.unlink(missing_ok=True)
@@ -100,8 +92,9 @@ class HeatmapCache:
 
     def clear(self) -> None:
         """Remove every entry and leftover temporary file."""
-        for path in [*self.folder.glob("*.npy"), *self.folder.glob(f"{_TMP_PREFIX}*")]:
-            path.unlink(missing_ok=True)
+        for path in [*self.folder.glob("*.npy"), *self.folder.glob(f"{TMP_PREFIX}*")]:
+            if path.is_file():
+                path.unlink()
         self._index.clear()
 
 

@@ -25,10 +25,20 @@ from tqdm.auto import tqdm
 
 from cxrbench.benchmark import store
 from cxrbench.benchmark.aggregate import AVERAGE, summarise
+from cxrbench.benchmark.bootstrap import MIN_RESAMPLES
 from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key
 from cxrbench.benchmark.metrics import IOU_THRESHOLDS, score_boxes, score_pair
-from cxrbench.benchmark.protocol import check_heatmap, full_frame, to_image_frame
-from cxrbench.errors import CxrbenchError, DataError, MethodFailedError
+from cxrbench.benchmark.protocol import (
+    PROTOCOLS,
+    SCORER_VERSION,
+    ScoringProtocol,
+    check_heatmap,
+    full_frame,
+    to_image_frame,
+)
+from cxrbench.benchmark.summary import RunIdentity, RunSummary, SummaryError
+from cxrbench.capabilities import MethodSpec, describe
+from cxrbench.errors import CxrbenchError, DataError, MethodFailedError, RunConflictError
 from cxrbench.registry import load_dataset, load_method
 from cxrbench.types import Sample
 
@@ -57,7 +67,7 @@ class RunResult:
     run_dir: Path
     scores: pd.DataFrame
     errors: pd.DataFrame
-    summary: dict[str, Any]
+    summary: RunSummary
 
 
 @dataclass
@@ -155,19 +165,16 @@ def _prefetch(samples: Sequence[Sample], pool: ThreadPoolExecutor) -> Iterator[t
 class _Engine:
     """Computes, caches and scores heatmaps for one (method, dataset) run."""
 
-    def __init__(self, method: Any, cache: HeatmapCache | None, timer: _Timer):
+    def __init__(self, method: Any, spec: MethodSpec, timer: _Timer, protocol: ScoringProtocol):
         self.method = method
-        self.name = getattr(method, "name", type(method).__name__)
-        self.cache = cache
+        self.spec = spec
+        self.name = spec.name
+        self.cache: HeatmapCache | None = None
         self.timer = timer
+        self.protocol = protocol
         self.config = _method_config(method)
-        self.frame = getattr(method, "frame", "square")
-        self.interpolation = getattr(method, "interpolation", "bilinear")
-        self.boxes = getattr(method, "output", "heatmap") == "boxes"
-        # the oracle and prediction importers work per sample (importers read only its pair id) and need no image
-        self.per_sample = self.boxes or hasattr(method, "heatmap_for_sample")
-        self.batch_size = max(1, int(getattr(method, "batch_size", 1))) if hasattr(method, "heatmaps") else 1
         self.computed = 0
+        self.from_cache = 0
 
     def key(self, sample: Sample) -> str | None:
         """The sample's cache key; None without a cache (or when its image cannot be read: loading will say why)."""
@@ -182,11 +189,12 @@ class _Engine:
     def _call(self, samples: list[Sample], images: list[np.ndarray | None]) -> list[np.ndarray]:
         start = time.perf_counter()
         try:
-            if self.boxes:
+            capability = self.spec.capability
+            if capability == "boxes":
                 maps = [self.method.boxes_for_sample(s) for s in samples]
-            elif self.per_sample:
+            elif capability == "sample":
                 maps = [self.method.heatmap_for_sample(s) for s in samples]
-            elif len(samples) > 1:
+            elif capability == "batched":
                 maps = list(self.method.heatmaps(images, [s.prompt for s in samples]))
             else:
                 maps = [self.method.heatmap(images[0], samples[0].prompt)]
@@ -216,9 +224,10 @@ class _Engine:
             cached = self.cache.get(key) if key is not None else None
             if cached is not None:
                 results[sample.pair_id] = cached
+                self.from_cache += 1
                 continue
             image = None
-            if not self.per_sample:
+            if self.spec.needs_image:
                 start = time.perf_counter()
                 try:  # a cache entry found corrupt just now has no prefetched image: load it here
                     image = future.result() if future is not None else sample.load_image()
@@ -244,7 +253,7 @@ class _Engine:
             yield sample, results[sample.pair_id]
 
     def _validate_and_store(self, sample: Sample, key: str | None, heatmap: Any) -> np.ndarray | _PairError:
-        if isinstance(heatmap, _PairError) or self.boxes:
+        if isinstance(heatmap, _PairError) or self.spec.boxes:
             return heatmap
         try:
             heatmap = check_heatmap(heatmap, f"heatmap of method '{self.name}' for pair {sample.pair_id}")
@@ -257,18 +266,21 @@ class _Engine:
 
     def score(self, sample: Sample, prediction: Any) -> dict[str, Any]:
         start = time.perf_counter()
-        if self.boxes:
-            scores = score_boxes(prediction, sample.boxes, sample.height, sample.width)
+        if self.spec.boxes:
+            scores = score_boxes(prediction, sample.boxes, sample.height, sample.width, protocol=self.protocol)
         else:
-            full = self.frame == "full" or (self.frame == "auto" and prediction.shape == (sample.height, sample.width))
+            frame = self.spec.frame
+            full = frame == "full" or (frame == "auto" and prediction.shape == (sample.height, sample.width))
             try:
                 if full:
-                    frame = full_frame(prediction, sample.height, sample.width)
+                    frame = full_frame(prediction, sample.height, sample.width, protocol=self.protocol)
                 else:
-                    frame = to_image_frame(prediction, sample.height, sample.width, self.interpolation)
+                    frame = to_image_frame(
+                        prediction, sample.height, sample.width, self.spec.interpolation, protocol=self.protocol
+                    )
             except CxrbenchError as exc:
                 raise _PairError("score", exc) from exc
-            scores = score_pair(frame, sample.boxes)
+            scores = score_pair(frame, sample.boxes, protocol=self.protocol)
         self.timer.add("score", start)
         return {
             "pair_id": sample.pair_id,
@@ -283,15 +295,81 @@ class _Engine:
             **dict(zip(IOU_COLUMNS, scores.iou, strict=True)),
             "n_boxes": len(sample.boxes),
             "cnr_undefined": scores.cnr_undefined,
-            "no_prediction": bool(self.boxes and not prediction),
+            "no_prediction": bool(self.spec.boxes and not prediction),
         }
 
 
 def _needs_image(engine: _Engine, sample: Sample) -> bool:
-    if engine.per_sample or sample.error is not None:
+    if not engine.spec.needs_image or sample.error is not None:
         return False
     key = engine.key(sample)
-    return key is None or key not in engine.cache
+    return key is None or engine.cache is None or key not in engine.cache
+
+
+def _check_options(
+    on_error: str, protocol: str, n_resamples: int, confidence: float, seed: int, limit: int | None, name: str | None
+) -> None:
+    """Reject bad run options before any work is done (each names the option)."""
+    if on_error not in ("fail", "skip"):
+        raise CxrbenchError(f"--on-error must be 'fail' or 'skip', not {on_error!r}")
+    if protocol not in PROTOCOLS:
+        raise CxrbenchError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
+    if not isinstance(n_resamples, int) or n_resamples < MIN_RESAMPLES:
+        raise CxrbenchError(
+            f"--n-resamples must be an integer >= {MIN_RESAMPLES} for a usable interval, not {n_resamples}"
+        )
+    if not 0 < confidence < 1:
+        raise CxrbenchError(f"confidence must lie strictly between 0 and 1, not {confidence}")
+    if not isinstance(seed, int) or seed < 0:
+        raise CxrbenchError(f"--seed must be a non-negative integer, not {seed}")
+    if limit is not None and (not isinstance(limit, int) or limit < 1):
+        raise CxrbenchError(f"--limit must be a positive integer, not {limit}")
+    if name is not None:
+        _check_name(name, "--name")
+
+
+def _check_name(name: str, what: str) -> None:
+    """A run name is a folder name: not empty, no path separator, not hidden, not the cache folder."""
+    if not name or name.startswith(".") or name != Path(name).name or "\\" in name or name == store.HEATMAPS:
+        raise CxrbenchError(
+            f"{what} {name!r} cannot name a run folder: use letters, digits, '-', '_', '@' (no '/', not starting "
+            f"with '.', not '{store.HEATMAPS}')"
+        )
+
+
+def _check_predictions(method: Any, samples: Sequence[Sample], on_error: OnError) -> list[str]:
+    """Imported predictions (`check_pairs`) match their ids to every pair of the dataset, not only the first
+    --limit ones: ids naming no pair are an error, or (skip) a note kept in the summary."""
+    check_pairs = getattr(method, "check_pairs", None)
+    note = check_pairs([s.pair_id for s in samples], on_error) if check_pairs is not None else None
+    return [note] if note else []
+
+
+def _dataset_config(dataset: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """The dataset's effective options (defaults included) when it reports them, else the options given."""
+    config = dataset.config() if hasattr(dataset, "config") else {}
+    return {**{k: v for k, v in options.items() if k != "data_root"}, **config}
+
+
+def _check_identity(folder: Path, identity: RunIdentity, overwrite: bool) -> None:
+    """Refuse to replace a stored run of another identity (docs/results.md, "Run identity")."""
+    if overwrite:
+        return
+    try:
+        stored = store.stored_summary(folder)
+    except SummaryError as exc:
+        raise RunConflictError(
+            f"{folder} holds a run that cannot be read ({exc}); pass --overwrite to replace it, or --name LABEL to "
+            f"store this run beside it"
+        ) from exc
+    if stored is None:
+        return
+    differs = stored.identity.differences(identity)
+    if differs:
+        raise RunConflictError(
+            f"{folder} holds a different run of '{identity.method}' on '{identity.dataset}' (differs in "
+            f"{', '.join(differs)}); pass --name LABEL to store this run beside it, or --overwrite to replace it"
+        )
 
 
 def run_benchmark(
@@ -302,90 +380,124 @@ def run_benchmark(
     method_options: dict[str, Any] | None = None,
     dataset_options: dict[str, Any] | None = None,
     out: str | Path = "runs",
+    name: str | None = None,
+    protocol: ScoringProtocol = "cxrbench",
     limit: int | None = None,
     seed: int = 0,
     n_resamples: int = 10_000,
     confidence: float = 0.95,
     force: bool = False,
+    overwrite: bool = False,
     on_error: OnError = "fail",
     progress: bool = True,
 ) -> RunResult:
     """Run `method` on `dataset` (registered names or objects) and store the results.
 
-    Writes `<out>/<dataset>/<method>/scores.csv` (one row per pair), `summary.json` (per-class means and CIs,
-    the Average row, config, versions, timings) and `errors.csv` (pairs skipped with on_error="skip").
+    Writes `<out>/<dataset>/<name or method>/`: `scores.csv` (one row per pair), `summary.json` (a `RunSummary`:
+    identity, per-class means and CIs, the Average row, versions, timings), `images.csv` and `errors.csv` (pairs
+    skipped with on_error="skip"), replaced as one set. A folder holding a run of another identity (method config,
+    dataset and its options, limit, protocol, dataset manifest) is refused unless `overwrite` (docs/results.md).
     """
-    if on_error not in ("fail", "skip"):
-        raise CxrbenchError(f"--on-error must be 'fail' or 'skip', not {on_error!r}")
+    _check_options(on_error, protocol, n_resamples, confidence, seed, limit, name)
     started = time.perf_counter()
+    dataset_options = dataset_options or {}
     if isinstance(dataset, str):
-        dataset = load_dataset(dataset, data_root=data_root, **(dataset_options or {}))
+        dataset = load_dataset(dataset, data_root=data_root, **dataset_options)
     if isinstance(method, str):
         method = load_method(method, **(method_options or {}))
-    method_name = getattr(method, "name", type(method).__name__)
+    spec = describe(method)
+    method_name = spec.name
     samples = list(islice(iter(dataset), limit))
+    if not samples:
+        raise DataError(
+            f"dataset '{dataset.name}' yielded no pairs (data root {data_root}, options {dataset_options or 'none'}); "
+            f"check the data root and the -O options (e.g. the split name)"
+        )
     _check_samples(samples)
-    folder = store.run_dir(out, dataset.name, method_name)
+    notes = _check_predictions(method, samples if limit is None else list(dataset), on_error)
     timer = _Timer()
+    engine = _Engine(method, spec, timer, protocol)
+    identity = RunIdentity(
+        method=method_name,
+        method_config=engine.config,
+        dataset=dataset.name,
+        dataset_config=_dataset_config(dataset, dataset_options),
+        limit=limit,
+        protocol=protocol,
+        scorer_version=SCORER_VERSION,
+        manifest_sha256=_dataset_manifest(samples),
+    )
+    name = name or store.default_name(method_name, protocol)
+    _check_name(name, "the method's name" if name == method_name else "--name")
+    folder = store.run_dir(out, dataset.name, name)
     with RunLock(folder):
-        cache = HeatmapCache(folder / store.HEATMAPS) if getattr(method, "cacheable", True) else None
-        if cache is not None and force:
-            cache.clear()
-        engine = _Engine(method, cache, timer)
-        rows, errors = _score_all(engine, samples, on_error, folder, progress)
+        store.recover(folder)
+        _check_identity(folder, identity, overwrite)
+        if spec.cacheable:
+            engine.cache = HeatmapCache(store.cache_dir(out, dataset.name, method_name))
+            if force:
+                engine.cache.clear()
+        rows, errors = _score_all(engine, samples, on_error, progress)
+        if not rows:
+            raise DataError(
+                f"no pair of '{dataset.name}' could be scored ({len(errors)} errors, e.g. pair {errors[0]['pair_id']}: "
+                f"{errors[0]['error']}); nothing was written"
+            )
         scores = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
         error_frame = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
         classes = summarise(scores, METRICS, list(dataset.classes), n_resamples, confidence, seed)
-        if engine.boxes:  # SPEC 2.5: box methods report how many pairs got no box
-            for name, row in classes.items():
-                group = scores if name == AVERAGE else scores[scores["class_name"] == name]
+        if engine.spec.boxes:  # box methods report how many pairs got no box (docs/protocol.md)
+            for class_name, row in classes.items():
+                group = scores if class_name == AVERAGE else scores[scores["class_name"] == class_name]
                 row["misses"] = int(group["no_prediction"].sum())
-        summary = {
-            "dataset": dataset.name,
-            "method": method_name,
-            "classes": classes,
-            "n_pairs": len(samples),
-            "n_scored": len(scores),
-            "n_errors": len(error_frame),
-            "n_cnr_undefined_pairs": int((scores["cnr_undefined"] > 0).sum()),
-            "config": {
-                "method_config": engine.config,
-                "dataset_options": {"data_root": data_root, **(dataset_options or {})},
-                "dataset_manifest_sha256": _dataset_manifest(samples),
-                "limit": limit,
+        summary = RunSummary(
+            name=name,
+            identity=identity,
+            classes=classes,
+            n_pairs=len(samples),
+            n_scored=len(scores),
+            n_errors=len(error_frame),
+            n_cnr_undefined_pairs=int((scores["cnr_undefined"] > 0).sum()),
+            notes=notes,
+            settings={
+                "data_root": data_root,
                 "seed": seed,
                 "n_resamples": n_resamples,
                 "confidence": confidence,
                 "iou_thresholds": list(IOU_THRESHOLDS),
-                "interpolation": engine.interpolation,
-                "frame": engine.frame,
-                "output": "boxes" if engine.boxes else "heatmap",
+                "capability": engine.spec.capability,
+                "interpolation": engine.spec.interpolation,
+                "frame": engine.spec.frame,
+                "output": "boxes" if engine.spec.boxes else "heatmap",
+                "cached": engine.cache is not None,
                 "on_error": on_error,
                 "command": store.command_line(),
             },
-            "versions": store.package_versions(),
-            "torch": _torch_record(),
-            "git_commit": store.git_commit(),
-            "timings": {
+            versions=store.package_versions(),
+            torch=_torch_record(),
+            git_commit=store.git_commit(),
+            timings={
                 "total_s": round(time.perf_counter() - started, 3),
                 **{f"{k}_s": round(v, 3) for k, v in timer.seconds.items()},
                 "heatmaps_computed": engine.computed,
-                "heatmaps_from_cache": len(samples) - engine.computed - len(error_frame),
+                "heatmaps_from_cache": engine.from_cache,
             },
-        }
-        store.write_table(folder / store.SCORES, scores)
-        store.write_table(folder / store.IMAGES, _image_records(samples))
-        errors_path = folder / store.ERRORS
-        if errors:
-            store.write_table(errors_path, error_frame)
-        else:
-            errors_path.unlink(missing_ok=True)
-        store.write_summary(folder / store.SUMMARY, summary)
+        )
+        store.commit_result_set(
+            folder,
+            {
+                store.SCORES: store.table_text(scores),
+                store.IMAGES: store.table_text(_image_records(samples)),
+                store.ERRORS: store.table_text(error_frame) if errors else None,
+                store.SUMMARY: summary.to_json(),
+            },
+        )
+    summary.path = folder / store.SUMMARY
     return RunResult(folder, scores, error_frame, summary)
 
 
 def _score_all(
-    engine: _Engine, samples: list[Sample], on_error: OnError, folder: Path, progress: bool
+    engine: _Engine, samples: list[Sample], on_error: OnError, progress: bool
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
     errors: list[dict[str, Any]] = []
@@ -395,9 +507,9 @@ def _score_all(
         stream = _prefetch(todo, pool)
         waiting = {s.pair_id for s in todo}
         try:
-            for start in range(0, len(samples), engine.batch_size):
+            for start in range(0, len(samples), engine.spec.batch_size):
                 batch = []
-                for sample in samples[start : start + engine.batch_size]:
+                for sample in samples[start : start + engine.spec.batch_size]:
                     future = next(stream)[1] if sample.pair_id in waiting else None
                     batch.append((sample, future))
                 for sample, result in engine.heatmaps(batch):
@@ -406,19 +518,25 @@ def _score_all(
                             raise result
                         rows.append(engine.score(sample, result))
                     except _PairError as err:
-                        _handle(err, sample, on_error, errors, folder)
+                        _handle(err, sample, on_error, errors, engine.cache)
                     bar.update(1)
         finally:
             bar.close()
     return rows, errors
 
 
-def _handle(err: _PairError, sample: Sample, on_error: OnError, errors: list[dict[str, Any]], folder: Path) -> None:
+def _handle(
+    err: _PairError, sample: Sample, on_error: OnError, errors: list[dict[str, Any]], cache: HeatmapCache | None
+) -> None:
     if on_error == "fail":
+        kept = (
+            f"heatmaps computed so far are kept in {cache.folder}; rerun to resume, or "
+            if cache is not None and len(cache)
+            else ""
+        )
         raise CxrbenchError(
-            f"pair {sample.pair_id} (image {sample.image_id}), {err.stage}: {err.error} -- heatmaps computed so far "
-            f"are kept in {folder / store.HEATMAPS}; rerun to resume, or pass --on-error skip to log such pairs "
-            f"and go on"
+            f"pair {sample.pair_id} (image {sample.image_id}), {err.stage}: {err.error} -- {kept}pass --on-error skip "
+            f"to log such pairs and go on"
         ) from err.error
     errors.append(
         {

@@ -1,4 +1,4 @@
-"""biovil and biovil-t (SPEC 5): hi-ml-multimodal's image model and CXR-BERT text model, and the library's
+"""biovil and biovil-t (docs/methods.md): hi-ml-multimodal's image model and CXR-BERT text model, and the library's
 own similarity map: cosine similarity of the L2-normalised projected patch embeddings and the prompt's
 projected text embedding, Gaussian-smoothed on the patch grid (sigma 1.5), mapped back to the image with
 nearest interpolation into the crop the model saw (resize the shorter side to 512, centre crop 480 for

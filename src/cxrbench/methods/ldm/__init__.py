@@ -1,1 +1,1 @@
-"""The MONAI chest X-ray latent diffusion model read through its cross-attention (SPEC 5, 5.2)."""
+"""The MONAI chest X-ray latent diffusion model read through its cross-attention (docs/methods.md, docs/ldm.md)."""

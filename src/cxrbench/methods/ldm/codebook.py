@@ -1,6 +1,6 @@
-"""SPEC 5.1 codebook: one row per CLIP sub-token of the location terms, the pathology terms and the specials
-(<bos>, <eos>, <pad> and the sub-tokens of the " <and> " binder), initialised from the text encoder's input
-embeddings. Only location rows train.
+"""The prompt-tuning codebook (docs/tuning.md section 2): one row per CLIP sub-token of the location terms, the
+pathology terms and the specials (<bos>, <eos>, <pad> and the sub-tokens of the " <and> " binder), initialised from
+the text encoder's input embeddings. Only location rows train.
 
 A sub-token's kind is the first of special, location, pathology that uses it: "pleural" is both a location
 zone and part of "pleural effusion", so its sub-tokens are location rows (a token id has one embedding).
@@ -136,7 +136,7 @@ class Codebook:
         if token_ids != [r.token_id for r in rows]:
             raise WeightsError(
                 f"{path} was tuned with another tokenizer: its {len(token_ids)} rows are not the {len(rows)} "
-                "sub-tokens this tokenizer gives for the SPEC 4.1 vocabulary"
+                "sub-tokens this tokenizer gives for the location and pathology vocabulary"
             )
         width = text_encoder.get_input_embeddings().weight.shape[1]
         if embeddings.ndim != 2 or embeddings.shape[1] != width:

@@ -1,5 +1,6 @@
-"""SPEC 5.2 schedule: DDIM over 1000 training steps, scaled-linear betas 0.0015..0.0205, v-prediction, and the
-deterministic inversion update (guidance 0) that walks a latent from t to t + stride:
+"""The heatmap's schedule (docs/methods.md, "The LDM heatmap"): DDIM over 1000 training steps, scaled-linear betas
+0.0015..0.0205, v-prediction, and the deterministic inversion update (guidance 0) that walks a latent from t to t +
+stride:
 
     x0 = sqrt(a_t) z - sqrt(1 - a_t) v,   eps = sqrt(a_t) v + sqrt(1 - a_t) z,
     z' = sqrt(a_next) x0 + sqrt(1 - a_next) eps,            a = cumulative product of (1 - beta).

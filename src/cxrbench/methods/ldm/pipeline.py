@@ -1,5 +1,5 @@
-"""The SPEC 5.2 heatmap pipeline: preprocessing, text and image encoding, DDIM inversion with cross-attention
-recording, and the fast path used by the methods.
+"""The LDM heatmap pipeline (docs/methods.md, "The LDM heatmap"): preprocessing, text and image encoding, DDIM
+inversion with cross-attention recording, and the fast path used by the methods.
 
 The fast path gives the literal pipeline's heatmap (reference.py) while doing less: the inversion stops after
 the last recorded step; the prompt-conditioned U-Net pass runs only on recorded steps and stops after the
@@ -19,8 +19,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from cxrbench.benchmark.protocol import resize
-from cxrbench.errors import WeightsError
 from cxrbench.hashing import array_digest
+from cxrbench.methods.ldm.attention import DEFAULT_LAYERS, RECORDED_STEPS, AttentionRecorder
 from cxrbench.methods.ldm.ddim import alphas_cumprod, inversion_timesteps, invert_step
 from cxrbench.methods.ldm.heatmap import SIZE, finish, grid_map
 from cxrbench.methods.ldm.model import LATENT_SCALE, LdmModels
@@ -28,19 +28,7 @@ from cxrbench.methods.ldm.model import LATENT_SCALE, LdmModels
 if TYPE_CHECKING:
     from cxrbench.methods.ldm.codebook import Codebook
 
-DEFAULT_LAYERS = (
-    "down_blocks.2.attentions.1",
-    "middle_block.attention",
-    "up_blocks.0.attentions.1",
-    "up_blocks.0.attentions.2",
-)
-RECORDED_STEPS = range(120, 180)  # U-Net calls i = 120..179, t = 3i = 360..537
 MAX_TOKENS = 77
-
-
-def cross_attention_name(layer: str) -> str:
-    """The CrossAttentionBlock inside a spatial transformer named by `layer`."""
-    return f"{layer}.transformer_blocks.0.attn2"
 
 
 def preprocess(image: np.ndarray) -> np.ndarray:
@@ -86,28 +74,12 @@ def encode_images(models: LdmModels, images: Sequence[np.ndarray]):
     return mean.float() * LATENT_SCALE
 
 
-class StopForward(Exception):
-    """Raised by the last recorded layer's hook to end a U-Net pass early."""
-
-
-def attention_probs(module, args, kwargs):
-    """softmax(QK^T / sqrt(d)) of a MONAI CrossAttentionBlock call, averaged over heads: (B, queries, keys)."""
-    import torch
-
-    x = args[0]
-    context = kwargs.get("context", args[1] if len(args) > 1 else None)
-    q = module.input_rearrange(module.to_q(x))
-    k = module.input_rearrange(module.to_k(context))
-    probs = (torch.einsum("blxd,blyd->blxy", q.float(), k.float()) * module.scale).softmax(dim=-1)
-    return probs.mean(dim=1)
-
-
 @dataclass
 class _Accumulator:
     """Running sums of the min-maxed grid maps per pair and grid size, fed by hooks on the recorded layers.
 
     Bilinear resizing is linear and its weights sum to 1, so the mean of the resized maps equals the resized
-    mean of the grid maps: summing on the 16 x 16 grid and resizing once gives the SPEC's mean of 512 x 512
+    mean of the grid maps: summing on the 16 x 16 grid and resizing once gives the documented mean of 512 x 512
     maps (to float rounding) without resizing every (layer, step) map.
     """
 
@@ -150,41 +122,15 @@ def fast_heatmaps(
     pair_context = context[[1 + distinct_prompts.index(p) for p in prompts]]
     counts = token_counts(models.tokenizer, distinct_prompts)
     accumulator = _Accumulator([counts[distinct_prompts.index(p)] for p in prompts])
-    modules = dict(models.unet.named_modules())
-    names = [cross_attention_name(layer) for layer in layers]
-    missing = [n for n in names if n not in modules]
-    if missing:
-        raise WeightsError(
-            f"the U-Net has no cross-attention layer(s) {', '.join(missing)}; its layers are "
-            + ", ".join(n.removesuffix(".transformer_blocks.0.attn2") for n in modules if n.endswith("attn2"))
-        )
-    order = [n for n in modules if n in names]  # module (execution) order
-    last_layer = modules[order[-1]]
-    recording = [False]
-
-    def hook(module, args, kwargs, output):
-        if recording[0]:
-            accumulator.add(attention_probs(module, args, kwargs))
-            if module is last_layer:
-                raise StopForward  # the rest of the prompt-conditioned pass is not needed
-
-    handles = [modules[n].register_forward_hook(hook, with_kwargs=True) for n in order]
     timesteps, alphas = inversion_timesteps(), alphas_cumprod()
     last_step = RECORDED_STEPS[-1]
-    try:
+    with AttentionRecorder(models.unet, layers, accumulator.add) as recorder, torch.no_grad():
         for i, t in enumerate(timesteps[: last_step + 1]):
             t_batch = torch.full((len(distinct_images),), int(t), device=models.device, dtype=torch.long)
             if i in RECORDED_STEPS:
-                recording[0] = True
-                with torch.no_grad(), contextlib.suppress(StopForward):
-                    models.unet(z[image_of].to(models.dtype), t_batch[image_of], pair_context)
-                recording[0] = False
+                recorder.recorded_pass(z[image_of].to(models.dtype), t_batch[image_of], pair_context)
             if i == last_step:
                 break
-            with torch.no_grad():
-                v = models.unet(z.to(models.dtype), t_batch, empty).float()
+            v = models.unet(z.to(models.dtype), t_batch, empty).float()
             z = invert_step(z, v, float(alphas[t]), float(alphas[timesteps[i + 1]]))
-    finally:
-        for handle in handles:
-            handle.remove()
     return [finish(m, otsu) for m in accumulator.mean()]

@@ -1,22 +1,16 @@
-"""The literal SPEC 5.2 pipeline, for tests and benchmarks only: every inversion step, both passes in one
-U-Net call, the full U-Net, every cross-attention map of every step kept, reduced at the end."""
+"""The literal heatmap pipeline of docs/methods.md ("The LDM heatmap"), for tests and benchmarks only: every inversion
+step, both passes in one U-Net call, the full U-Net, every cross-attention map of every step kept, reduced at the
+end."""
 
 from __future__ import annotations
 
 import numpy as np
 
+from cxrbench.methods.ldm.attention import DEFAULT_LAYERS, RECORDED_STEPS, attention_probs, cross_attention_name
 from cxrbench.methods.ldm.ddim import alphas_cumprod, inversion_timesteps, invert_step
 from cxrbench.methods.ldm.heatmap import finish, token_map
 from cxrbench.methods.ldm.model import LdmModels
-from cxrbench.methods.ldm.pipeline import (
-    DEFAULT_LAYERS,
-    RECORDED_STEPS,
-    attention_probs,
-    cross_attention_name,
-    encode_images,
-    encode_text,
-    token_counts,
-)
+from cxrbench.methods.ldm.pipeline import encode_images, encode_text, token_counts
 
 
 def reference_heatmap(

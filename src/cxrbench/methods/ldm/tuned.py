@@ -1,6 +1,6 @@
-"""ldm-tuned: the SPEC 5.2 cross-attention heatmap of the frozen LDM with the prompt embedded through a codebook
-tuned by `cxrbench tune` (SPEC 5.1), without the Otsu mask (the published protocol applies it to the frozen
-model only)."""
+"""ldm-tuned: the cross-attention heatmap of the frozen LDM (docs/methods.md) with the prompt embedded through a
+codebook tuned by `cxrbench tune` (docs/tuning.md), without the Otsu mask (the published protocol applies it to the
+frozen model only)."""
 
 from __future__ import annotations
 
@@ -10,9 +10,9 @@ from pathlib import Path
 
 from cxrbench.errors import CxrbenchError
 from cxrbench.hashing import sha256_file
+from cxrbench.methods.ldm.attention import DEFAULT_LAYERS
 from cxrbench.methods.ldm.checkpoints import STATE_FILE, read_state, resolve_checkpoint
 from cxrbench.methods.ldm.codebook import FILE, Codebook
-from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS
 from cxrbench.methods.ldm.zeroshot import LdmZeroShot
 
 

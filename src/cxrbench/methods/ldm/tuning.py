@@ -1,4 +1,4 @@
-"""SPEC 5.1 prompt tuning of the location rows of the codebook, everything else frozen.
+"""Prompt tuning (docs/tuning.md) of the location rows of the codebook, everything else frozen.
 
 One training step (batch size 1, one tuning sample):
 - z0 = encoder mean x 0.3 of the preprocessed image (computed once per image, before training);
@@ -11,7 +11,7 @@ One training step (batch size 1, one tuning sample):
   softmax(QK^T / sqrt(d)) are kept with gradients and averaged over layers and timesteps: a_k, one map per
   token position k on the 16 x 16 grid;
 - losses, with A = mean of a_k over the prompt's real tokens (positions 1 .. n-2, the map ldm-tuned outputs,
-  as in SPEC 5.2) and u_k = a_k / |a_k| over its non-special tokens (not <bos>, <eos>, <pad>, the <and>
+  as in docs/methods.md) and u_k = a_k / |a_k| over its non-special tokens (not <bos>, <eos>, <pad>, the <and>
   sub-tokens):
       diversity    = mean over pairs k != l of <u_k, u_l>            (0 with fewer than 2 tokens)
       localization = 1 - cos(A, T),  T = alpha * M * sg(A) + beta * G
@@ -23,7 +23,6 @@ Samples are visited in a fresh permutation per epoch (seeded by (seed, epoch)).
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -38,6 +37,7 @@ from cxrbench.anatomy.lut import Gaussian2D, render
 from cxrbench.datasets.images import load_jpg
 from cxrbench.datasets.mimic import TuningSample
 from cxrbench.errors import CxrbenchError, DataError
+from cxrbench.methods.ldm.attention import TUNING_LAYERS, TUNING_TIMESTEPS, AttentionRecorder
 from cxrbench.methods.ldm.checkpoints import (
     LOSSES_FILE,
     check_output,
@@ -52,22 +52,8 @@ from cxrbench.methods.ldm.codebook import FILE as CODEBOOK_FILE
 from cxrbench.methods.ldm.codebook import Codebook
 from cxrbench.methods.ldm.ddim import alphas_cumprod
 from cxrbench.methods.ldm.model import LdmModels
-from cxrbench.methods.ldm.pipeline import (
-    MAX_TOKENS,
-    StopForward,
-    attention_probs,
-    cross_attention_name,
-    encode_images,
-    token_counts,
-)
+from cxrbench.methods.ldm.pipeline import MAX_TOKENS, encode_images, token_counts
 
-TUNING_LAYERS = (
-    "middle_block.attention",
-    "up_blocks.0.attentions.0",
-    "up_blocks.0.attentions.1",
-    "up_blocks.0.attentions.2",
-)
-TUNING_TIMESTEPS = tuple(range(300, 600, 10))
 MASK_LEVEL = math.exp(-2.0)  # G >= this <=> inside the 2-sigma ellipse of one of the Gaussians
 
 
@@ -142,42 +128,30 @@ def encode_prompt(tokenizer: Any, prompt: str, special_ids: set[int]) -> Encoded
 
 
 class AttentionMaps:
-    """Records, with gradients, the head-averaged cross-attention probabilities of `layers` and stops the U-Net
-    after the last of them. Use as a context manager around the forward AND backward pass (activation
-    checkpointing replays the forward during backward)."""
+    """The tuning layers' cross-attention maps, with gradients, reduced to their mean over timesteps and layers.
+    Use as a context manager around the forward AND backward pass (activation checkpointing replays the
+    forward during backward)."""
 
     def __init__(self, unet: Any, layers: Sequence[str]):
-        modules = dict(unet.named_modules())
-        names = [cross_attention_name(layer) for layer in layers]
-        missing = [n for n in names if n not in modules]
-        if missing:
-            raise CxrbenchError(f"the U-Net has no cross-attention layer(s) {', '.join(missing)}")
-        self.unet, self.modules = unet, [modules[n] for n in modules if n in names]
+        self.recorder = AttentionRecorder(unet, layers, self._record)
         self.recorded: list[Any] = []
-        self.handles: list[Any] = []
+
+    def _record(self, probs: Any) -> None:
+        self.recorded.append(probs)
 
     def __enter__(self) -> AttentionMaps:
-        last = self.modules[-1]
-
-        def hook(module, args, kwargs, output):
-            self.recorded.append(attention_probs(module, args, kwargs))
-            if module is last:
-                raise StopForward
-
-        self.handles = [m.register_forward_hook(hook, with_kwargs=True) for m in self.modules]
+        self.recorder.__enter__()
         return self
 
     def __exit__(self, *exc: object) -> None:
-        for handle in self.handles:
-            handle.remove()
+        self.recorder.__exit__(*exc)
 
     def _chunk_sum(self, z: Any, t: Any, context: Any) -> Any:
         """Sum over the chunk's timesteps and the layers of (77, side, side) maps at the largest grid."""
         import torch
 
         self.recorded = []
-        with contextlib.suppress(StopForward):
-            self.unet(z, t, context.expand(len(z), -1, -1))
+        self.recorder.recorded_pass(z, t, context.expand(len(z), -1, -1))
         side = max(round(p.shape[1] ** 0.5) for p in self.recorded)
         total = 0
         for probs in self.recorded:
@@ -193,12 +167,12 @@ class AttentionMaps:
         from torch.utils.checkpoint import checkpoint
 
         if chunk >= len(z):  # one pass: checkpointing would only add a recomputation
-            return self._chunk_sum(z, t, context) / (len(z) * len(self.modules))
+            return self._chunk_sum(z, t, context) / (len(z) * len(self.recorder.modules))
         total = 0
         for start in range(0, len(z), chunk):
             part = z[start : start + chunk], t[start : start + chunk], context
             total = total + checkpoint(self._chunk_sum, *part, use_reentrant=False)
-        return total / (len(z) * len(self.modules))
+        return total / (len(z) * len(self.recorder.modules))
 
 
 def noise_for_step(seed: int, step: int, shape: Sequence[int]) -> Any:

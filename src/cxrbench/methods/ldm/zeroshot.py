@@ -1,4 +1,5 @@
-"""ldm-zeroshot: phrase grounding from the frozen MONAI CXR latent diffusion model (SPEC 5, 5.2)."""
+"""ldm-zeroshot: phrase grounding from the frozen MONAI CXR latent diffusion model (docs/methods.md, "The LDM
+heatmap")."""
 
 from __future__ import annotations
 
@@ -7,9 +8,10 @@ from pathlib import Path
 
 import numpy as np
 
+from cxrbench.methods.ldm.attention import DEFAULT_LAYERS, RECORDED_STEPS
 from cxrbench.methods.ldm.codebook import Codebook
 from cxrbench.methods.ldm.model import load_ldm
-from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS, RECORDED_STEPS, fast_heatmaps
+from cxrbench.methods.ldm.pipeline import fast_heatmaps
 from cxrbench.weights import weights_root
 
 
@@ -42,7 +44,7 @@ class LdmZeroShot:
             "dtype": self.dtype,
             "layers": list(self.layers),
             "steps": [RECORDED_STEPS.start, RECORDED_STEPS.stop],
-            "otsu": self.otsu,
+            "otsu": "threshold_multiotsu(classes=2)" if self.otsu else False,
         }
 
     def heatmaps(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[np.ndarray]:

@@ -1,0 +1,401 @@
+"""Run identity, result sets swapped as a whole, typed summaries and what `table` will put side by side."""
+
+import json
+import os
+import stat
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cxrbench.benchmark import store
+from cxrbench.benchmark.bootstrap import bootstrap_ci
+from cxrbench.benchmark.runner import run_benchmark
+from cxrbench.benchmark.summary import RunSummary, SummaryError
+from cxrbench.errors import CxrbenchError, DataError, RunConflictError
+from cxrbench.leaderboard.tables import build_leaderboard, to_markdown
+
+
+def _run(method, out, **kwargs):
+    kwargs = {"limit": 8, "n_resamples": 100, "progress": False, **kwargs}
+    return run_benchmark(method, "demo", out=out, **kwargs)
+
+
+def _result_files(folder):
+    return {name: (folder / name).read_bytes() for name in store.RESULT_FILES if (folder / name).exists()}
+
+
+def test_a_run_of_another_identity_is_refused_and_the_stored_run_kept(tmp_path):
+    full = _run("center-gaussian", tmp_path, limit=None)
+    before = _result_files(full.run_dir)
+    with pytest.raises(RunConflictError, match=r"differs in limit, manifest_sha256\).*--name LABEL.*--overwrite"):
+        _run("center-gaussian", tmp_path, limit=5)
+    assert _result_files(full.run_dir) == before
+    assert _run("center-gaussian", tmp_path, limit=None, seed=3).summary.identity == full.summary.identity
+
+
+def test_name_stores_beside_and_overwrite_replaces(tmp_path):
+    _run("center-gaussian", tmp_path)
+    beside = _run("center-gaussian", tmp_path, limit=5, name="first-five")
+    assert beside.run_dir == tmp_path / "demo" / "first-five"
+    runs = store.find_runs(tmp_path).runs
+    assert sorted(r.name for r in runs) == ["center-gaussian", "first-five"]
+    replaced = _run("center-gaussian", tmp_path, limit=5, overwrite=True)
+    assert RunSummary.read(replaced.run_dir / store.SUMMARY).n_pairs == 5
+
+
+def test_method_config_difference_is_named(tmp_path):
+    class Scaled:
+        name = "scaled"
+
+        def __init__(self, power):
+            self.power = power
+
+        def config(self):
+            return {"power": self.power}
+
+        def heatmap(self, image, prompt):
+            side = min(image.shape)
+            return image[:side, :side] ** self.power
+
+    _run(Scaled(1), tmp_path)
+    with pytest.raises(RunConflictError, match=r"differs in method_config\.power\)"):
+        _run(Scaled(2), tmp_path)
+
+
+def test_protocols_get_their_own_folders_and_share_the_heatmap_cache(tmp_path):
+    class Counting:
+        name = "counting"
+        calls = 0
+
+        def heatmap(self, image, prompt):
+            Counting.calls += 1
+            side = min(image.shape)
+            return image[:side, :side]
+
+    ours = _run(Counting(), tmp_path)
+    published = _run(Counting(), tmp_path, protocol="published")
+    assert Counting.calls == 8  # the second run read every heatmap from the cache
+    assert (ours.run_dir.name, published.run_dir.name) == ("counting", "counting@published")
+    assert published.summary.protocol == "published"
+    runs = store.find_runs(tmp_path).runs
+    with pytest.raises(CxrbenchError, match=r"different protocols .*tabulate one at a time with --protocol"):
+        build_leaderboard(runs)
+    board = build_leaderboard(runs, protocol="published")
+    assert board.methods == ("counting@published",)
+    assert to_markdown(board).splitlines()[-1] == "Scored with the published protocol (docs/protocol.md)."
+
+
+class _DiskFull:
+    """Make store.write_atomic fail at its n-th call from now (as a full disk would)."""
+
+    def __init__(self, monkeypatch, n):
+        self.left = n
+        self.real = store.write_atomic
+        monkeypatch.setattr(store, "write_atomic", self)
+
+    def __call__(self, path, data):
+        self.left -= 1
+        if self.left == 0:
+            raise OSError(28, "No space left on device", str(path))
+        return self.real(path, data)
+
+
+@pytest.mark.parametrize("failing_write", [1, 2, 3, 4])
+def test_a_crash_while_writing_the_new_set_leaves_the_previous_set(tmp_path, monkeypatch, failing_write):
+    old = _run("center-gaussian", tmp_path, n_resamples=100, limit=None)
+    before = _result_files(old.run_dir)
+    _DiskFull(monkeypatch, failing_write)
+    with pytest.raises(OSError, match="No space left"):
+        _run("center-gaussian", tmp_path, n_resamples=200, limit=None, seed=1)
+    assert _result_files(old.run_dir) == before
+    monkeypatch.undo()
+    new = _run("center-gaussian", tmp_path, n_resamples=200, limit=None, seed=1)
+    assert not (new.run_dir / ".staging").exists()
+    assert RunSummary.read(new.run_dir / store.SUMMARY).settings["n_resamples"] == 200
+
+
+def test_a_crash_after_the_commit_point_is_rolled_forward(tmp_path, monkeypatch):
+    class Skips:
+        name = "skips"
+
+        def heatmap(self, image, prompt):
+            if "edema" in prompt:
+                raise RuntimeError("no")
+            side = min(image.shape)
+            return image[:side, :side]
+
+    first = _run(Skips(), tmp_path, on_error="skip", limit=None)
+    assert (first.run_dir / store.ERRORS).exists()
+    moves = []
+    real_replace = os.replace
+
+    def replace_then_crash(src, dst):
+        if ".commit" in str(src):
+            moves.append(dst)
+            if len(moves) == 2:
+                raise KeyboardInterrupt  # killed in the middle of moving the committed files
+        return real_replace(src, dst)
+
+    monkeypatch.setattr(os, "replace", replace_then_crash)
+    with pytest.raises(KeyboardInterrupt):
+        _run(Skips(), tmp_path, on_error="skip", limit=None, seed=5)
+    monkeypatch.undo()
+    # readers see the new set: its summary, and the files still waiting inside .commit
+    (found,) = store.find_runs(tmp_path).runs
+    assert found.settings["seed"] == 5
+    assert store.current_file(first.run_dir, store.SCORES).parent.name in ("skips", ".commit")
+    # the next run finishes the swap before anything else
+    store.recover(first.run_dir)
+    assert not (first.run_dir / ".commit").exists()
+    summary = RunSummary.read(first.run_dir / store.SUMMARY)
+    assert summary.settings["seed"] == 5
+    scores = pd.read_csv(first.run_dir / store.SCORES)
+    assert len(scores) == summary.n_scored
+
+
+def test_errors_file_of_an_older_run_does_not_survive_a_clean_run(tmp_path):
+    class Flaky:
+        name = "flaky"
+        fail = True
+
+        def config(self):
+            return {}
+
+        def heatmap(self, image, prompt):
+            if self.fail and "edema" in prompt:
+                raise RuntimeError("no")
+            side = min(image.shape)
+            return image[:side, :side]
+
+    first = _run(Flaky(), tmp_path, on_error="skip", limit=None)
+    assert (first.run_dir / store.ERRORS).exists()
+    method = Flaky()
+    method.fail = False
+    _run(method, tmp_path, limit=None)
+    assert not (first.run_dir / store.ERRORS).exists()
+
+
+def _copy_run(src, dst, edit=None):
+    dst.mkdir(parents=True)
+    record = json.loads((src / store.SUMMARY).read_text())
+    if edit:
+        edit(record)
+    (dst / store.SUMMARY).write_text(json.dumps(record))
+
+
+def test_table_refuses_runs_on_other_data_unless_allowed(tmp_path):
+    a = _run("center-gaussian", tmp_path)
+
+    def other_data(record):
+        record["identity"]["manifest_sha256"] = "f" * 64
+        record["name"] = "oracle-like"
+
+    _copy_run(a.run_dir, tmp_path / "demo" / "oracle-like", other_data)
+    runs = store.find_runs(tmp_path).runs
+    with pytest.raises(CxrbenchError, match=r"different versions of the dataset .*--allow-mixed"):
+        build_leaderboard(runs)
+    board = build_leaderboard(runs, allow_mixed=True)
+    text = to_markdown(board)
+    assert "oracle-like [data ffffffff] CNR" in text
+    assert f"center-gaussian [data {a.summary.identity.manifest_sha256[:8]}] CNR" in text
+    assert "different versions of the dataset" in text.splitlines()[-1]
+
+
+def test_table_refuses_runs_of_other_scorer_versions(tmp_path):
+    a = _run("center-gaussian", tmp_path)
+
+    def older(record):
+        record["identity"]["scorer_version"] -= 1
+        record["name"] = "old-run"
+
+    _copy_run(a.run_dir, tmp_path / "demo" / "old-run", older)
+    with pytest.raises(CxrbenchError, match=r"different scorer versions .*rerun old-run"):
+        build_leaderboard(store.find_runs(tmp_path).runs)
+
+
+def test_two_runs_with_one_name_are_an_error_naming_both(tmp_path):
+    a = _run("center-gaussian", tmp_path / "one")
+    _copy_run(a.run_dir, tmp_path / "two" / "demo" / "center-gaussian")
+    with pytest.raises(CxrbenchError, match=r"two stored runs named 'center-gaussian' on 'demo': .*one.*and .*two"):
+        store.find_runs(tmp_path)
+
+
+def test_a_summary_in_a_parent_folder_does_not_hide_the_runs_below(tmp_path):
+    a = _run("center-gaussian", tmp_path / "runs")
+    _copy_run(a.run_dir, tmp_path / "elsewhere", lambda r: r.update(name="copy"))
+    (tmp_path / store.SUMMARY).write_text((tmp_path / "elsewhere" / store.SUMMARY).read_text())
+    names = sorted(r.name for r in store.find_runs(tmp_path / "runs").runs)
+    assert names == ["center-gaussian"]
+    with pytest.raises(CxrbenchError, match="two stored runs named 'copy'"):
+        store.find_runs(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b"[]", "holds a JSON list, not a run summary"),
+        (b"{}", "has no schema_version"),
+        (b"\xff\xfe{", "is not UTF-8"),
+        (b'{"schema_version": 2, "name": "x"', "is not valid JSON"),
+        (b'{"schema_version": 2, "name": "x"}', "missing or has malformed field"),
+        (b'{"schema_version": 1, "dataset": "demo"}', "has schema_version 1"),
+    ],
+)
+def test_malformed_summaries_are_skipped_with_their_name(tmp_path, content, message):
+    _run("center-gaussian", tmp_path)
+    bad = tmp_path / "demo" / "broken"
+    bad.mkdir()
+    (bad / store.SUMMARY).write_bytes(content)
+    found = store.find_runs(tmp_path)
+    assert [r.name for r in found.runs] == ["center-gaussian"]
+    (reason,) = found.skipped
+    assert str(bad / store.SUMMARY) in reason and message in reason
+    with pytest.raises(SummaryError, match=message):
+        RunSummary.read(bad / store.SUMMARY)
+
+
+def test_an_unreadable_stored_run_is_not_replaced_silently(tmp_path):
+    a = _run("center-gaussian", tmp_path)
+    (a.run_dir / store.SUMMARY).write_text("{}")
+    with pytest.raises(RunConflictError, match=r"cannot be read .*has no schema_version.*--overwrite"):
+        _run("center-gaussian", tmp_path)
+    assert _run("center-gaussian", tmp_path, overwrite=True).summary.n_scored == 8
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_resamples": 99}, "--n-resamples must be an integer >= 100"),
+        ({"seed": -1}, "--seed must be a non-negative integer"),
+        ({"protocol": "paper"}, "--protocol must be one of cxrbench, published"),
+        ({"name": "../x"}, "cannot name a run folder"),
+        ({"name": ".hidden"}, "cannot name a run folder"),
+        ({"name": "heatmaps"}, "cannot name a run folder"),
+        ({"limit": 0}, "--limit must be a positive integer"),
+    ],
+)
+def test_bad_options_fail_before_any_work(tmp_path, options, message):
+    class Never:
+        name = "never"
+
+        def heatmap(self, image, prompt):
+            raise AssertionError("no heatmap may be computed before the options are checked")
+
+    with pytest.raises(CxrbenchError, match=message):
+        _run(Never(), tmp_path, **options)
+    assert not (tmp_path / "demo").exists()
+
+
+def test_a_dataset_without_pairs_is_an_error(tmp_path):
+    class Empty:
+        name = "empty"
+        classes = ("Edema",)
+
+        def __iter__(self):
+            return iter(())
+
+    with pytest.raises(DataError, match=r"dataset 'empty' yielded no pairs .*check the data root and the -O options"):
+        run_benchmark("center-gaussian", Empty(), out=tmp_path, progress=False)
+    assert not (tmp_path / "empty").exists()
+
+
+def test_no_scored_pair_is_an_error_and_writes_nothing(tmp_path):
+    class Fails:
+        name = "fails"
+
+        def heatmap(self, image, prompt):
+            raise RuntimeError("broken model")
+
+    with pytest.raises(DataError, match=r"no pair of 'demo' could be scored .*broken model"):
+        _run(Fails(), tmp_path, on_error="skip")
+    assert not (tmp_path / "demo" / "fails" / store.SUMMARY).exists()
+
+
+@pytest.mark.parametrize("value", [0.1, 1 / 3, 0.7])
+def test_an_interval_always_contains_its_mean(value):
+    # constant values: every resample mean is the mean summed in another order, off by an ulp or not at all
+    values = np.full(37, value)
+    mean, low, high = bootstrap_ci(values, n_resamples=100)
+    assert low <= mean <= high
+    assert high - low < 1e-15
+
+
+@pytest.mark.parametrize(("umask", "mode"), [(0o022, 0o644), (0o002, 0o664), (0o077, 0o600)])
+def test_result_files_follow_the_umask(tmp_path, umask, mode):
+    old = os.umask(umask)
+    try:
+        result = _run("center-gaussian", tmp_path)
+    finally:
+        os.umask(old)
+    for name in (store.SCORES, store.SUMMARY, store.IMAGES):
+        assert stat.S_IMODE((result.run_dir / name).stat().st_mode) == mode, name
+
+
+def test_cli_one_line_errors_for_paths(cli, tmp_path):
+    (tmp_path / "afile").write_text("x")
+    as_out = cli("run", "-m", "center-gaussian", "-d", "demo", "--limit", "4", "--out", "afile", "--no-progress")
+    assert as_out.returncode == 2 and "Traceback" not in as_out.stderr
+    assert "afile" in as_out.stderr.strip().splitlines()[-1]
+    assert cli("run", "-m", "center-gaussian", "-d", "demo", "--limit", "4", "--no-progress").returncode == 0
+    (tmp_path / "out.tex").mkdir()
+    table = cli("table", "runs", "--output", "out.tex")
+    assert table.returncode == 2 and "out.tex" in table.stderr and "is a folder" in table.stderr
+    export = cli("export-pairs", "-d", "demo", "--output", "out.tex")
+    assert export.returncode == 2 and "Traceback" not in export.stderr and "out.tex" in export.stderr
+    seed = cli("run", "-m", "center-gaussian", "-d", "demo", "--seed", "-1", "--no-progress")
+    assert seed.returncode == 2 and "--seed" in seed.stderr
+
+
+def test_cli_run_conflict_and_protocol(cli, tmp_path):
+    assert cli("run", "-m", "center-gaussian", "-d", "demo", "--limit", "6", "--no-progress").returncode == 0
+    again = cli("run", "-m", "center-gaussian", "-d", "demo", "--limit", "5", "--no-progress")
+    assert again.returncode == 2 and "differs in limit" in again.stderr and "Traceback" not in again.stderr
+    published = cli(
+        "run", "-m", "center-gaussian", "-d", "demo", "--limit", "6", "--protocol", "published", "--no-progress"
+    )
+    assert published.returncode == 0, published.stderr
+    assert published.stdout.strip().splitlines()[-1] == "Scored with the published protocol (docs/protocol.md)."
+    mixed = cli("table", "runs")
+    assert mixed.returncode == 2 and "different protocols" in mixed.stderr
+    assert "center-gaussian@published" in cli("table", "runs", "--protocol", "published").stdout
+
+
+def test_a_cache_entry_that_is_a_folder_stops_the_run_before_any_work(tmp_path):
+    class Counting:
+        name = "counting"
+        calls = 0
+
+        def heatmap(self, image, prompt):
+            Counting.calls += 1
+            side = min(image.shape)
+            return image[:side, :side]
+
+    first = _run(Counting(), tmp_path)
+    before = _result_files(first.run_dir)
+    cache = tmp_path / "demo" / "heatmaps" / "counting"
+    entry = sorted(cache.glob("*.npy"))[0]
+    entry.unlink()
+    entry.mkdir()
+    with pytest.raises(CxrbenchError, match=f"heatmap cache entry {entry} is not a file; move it away"):
+        _run(Counting(), tmp_path)
+    assert Counting.calls == 8
+    assert _result_files(first.run_dir) == before
+    entry.rmdir()
+    second = _run(Counting(), tmp_path)
+    assert Counting.calls == 9
+    pd.testing.assert_frame_equal(first.scores, second.scores)
+
+
+def test_messages_say_what_was_cached(tmp_path):
+    class Uncached:
+        name = "uncached"
+        cacheable = False
+
+        def heatmap(self, image, prompt):
+            return np.full((4, 4), np.nan)
+
+    with pytest.raises(CxrbenchError) as info:
+        _run(Uncached(), tmp_path)
+    assert "kept in" not in str(info.value) and "--on-error skip" in str(info.value)
+    assert not _run("oracle-gaussian", tmp_path).summary.settings["cached"]
