@@ -1,3 +1,5 @@
+import dataclasses
+
 import numpy as np
 import pytest
 
@@ -33,7 +35,10 @@ def test_custom_table_and_the_image_is_ignored(tmp_path):
     path = tmp_path / "lut.json"
     path.write_text(table.to_json())
     prior = LutPrior(lut=str(path))
-    assert prior.config()["lut"] == str(path)
+    assert prior.config() == LutPrior().config()  # the same table: the same run, wherever its file lies
+    other = dataclasses.replace(table, gaussians={**table.gaussians, "cardiomegaly": table.gaussians["left lower"]})
+    (tmp_path / "other.json").write_text(other.to_json())
+    assert LutPrior(lut=str(tmp_path / "other.json")).config() != prior.config()
     a = prior.heatmap(np.zeros((5, 5)), "cardiomegaly cardiomegaly")
     b = prior.heatmap(np.ones((50, 70)), "cardiomegaly cardiomegaly")
     np.testing.assert_array_equal(a, b)

@@ -271,3 +271,36 @@ def test_a_run_checks_box_ids_against_every_pair_of_the_dataset(tmp_path):
     assert result.summary.notes == [
         f"1 of the 18 ids in {tmp_path / 'p.csv'} name no pair of the dataset; their rows are ignored"
     ]
+
+
+def test_a_pair_never_reads_another_pairs_heatmap_file(tmp_path):
+    from cxrbench.baselines.predictions import HeatmapFiles, export_pairs
+
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    np.save(folder / "a_b.npy", np.ones((4, 4), dtype=np.float32))
+    files = HeatmapFiles(folder)
+    files.check_pairs(["a:b", "a_b"])
+    assert files.heatmap_for_sample(_sample("a_b")).shape == (4, 4)
+    with pytest.raises(MethodOutputError, match="no heatmap file for pair a:b"):
+        files.heatmap_for_sample(_sample("a:b"))
+    alone = HeatmapFiles(folder)
+    alone.check_pairs(["a:b"])  # no pair a_b: the export spelling of a:b is its own file
+    assert alone.heatmap_for_sample(_sample("a:b")).shape == (4, 4)
+    with pytest.raises(DataError, match=r"pairs 'a:b' and 'a_b' would share the heatmap file a_b\.npy"):
+        export_pairs([_sample("a:b"), _sample("a_b")])
+
+
+def test_heatmap_identity_is_the_content_of_the_files(tmp_path):
+    from cxrbench.baselines.predictions import HeatmapFiles
+
+    folder = tmp_path / "maps"
+    folder.mkdir()
+    np.save(folder / "p.npy", np.ones((4, 4), dtype=np.float32))
+    before = HeatmapFiles(folder).config()
+    np.save(folder / "p.npy", np.zeros((4, 4), dtype=np.float32))
+    assert HeatmapFiles(folder).config() != before
+    moved = tmp_path / "moved"
+    folder.rename(moved)
+    assert HeatmapFiles(moved).config() == HeatmapFiles(moved).config()
+    assert "path" not in HeatmapFiles(moved).config()

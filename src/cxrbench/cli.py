@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -29,7 +30,7 @@ def _split(value: str | None) -> list[str] | None:
 def _dataset(name: str, data_root: Path | None, pairs: tuple[str, ...]) -> Dataset:
     from cxrbench.registry import load_dataset
 
-    return load_dataset(name, data_root=str(data_root) if data_root else None, **_options(pairs))
+    return load_dataset(name, data_root=str(data_root) if data_root else None, **_dataset_options(pairs))
 
 
 def _write_table(output: Path, frame: pd.DataFrame) -> None:
@@ -47,6 +48,14 @@ def _options(pairs: tuple[str, ...]) -> dict[str, str]:
             raise CxrbenchError(f"--option takes KEY=VALUE, got {pair!r}")
         out[key.replace("-", "_")] = value
     return out
+
+
+def _dataset_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    """-O KEY=VALUE pairs; the data root has its own option."""
+    options = _options(pairs)
+    if "data_root" in options:
+        raise CxrbenchError("give the data root with --data-root DIR, not -O data_root=...")
+    return options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -82,7 +91,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     type=click.Path(path_type=Path),
     default=Path("runs"),
     show_default=True,
-    help="Results go to OUT/<dataset>/<method>/.",
+    help="Results go to OUT/<dataset>/<name>/ (docs/results.md).",
 )
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N pairs.")
 @click.option(
@@ -146,7 +155,7 @@ def run(
         dataset,
         data_root=str(data_root) if data_root else None,
         method_options=method_options,
-        dataset_options=_options(dataset_extra),
+        dataset_options=_dataset_options(dataset_extra),
         out=out,
         name=name,
         protocol=protocol,  # type: ignore[arg-type]
@@ -159,7 +168,8 @@ def run(
         progress=not no_progress,
     )
     summary = result.summary
-    click.echo(to_markdown(build_leaderboard([summary], metrics=("cnr", "miou", "auc"))), nl=False)
+    auc = "auc_binned" if summary.protocol == "published" else "auc"  # the AUC the published tables report
+    click.echo(to_markdown(build_leaderboard([summary], metrics=("cnr", "miou", auc))), nl=False)
     timings = summary.timings
     cached = f"{timings['heatmaps_from_cache']} heatmaps from cache, " if summary.settings["cached"] else ""
     click.echo(
@@ -203,8 +213,64 @@ def table(
     found = find_runs(runs_dir)
     for reason in found.skipped:
         click.echo(f"skipped: {reason}", err=True)
-    board = build_leaderboard(found.runs, dataset, _split(methods), _split(metrics) or (), allow_mixed, protocol)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        board = build_leaderboard(found.runs, dataset, _split(methods), _split(metrics) or (), allow_mixed, protocol)
+    for warning in caught:
+        click.echo(f"note: {warning.message}", err=True)
     text = format_table(board, fmt, bold_best)  # type: ignore[arg-type]
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        output.parent.mkdir(parents=True, exist_ok=True)
+        write_atomic(output, text)
+        click.echo(f"wrote {output}", err=True)
+
+
+@cli.command()
+@click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
+@click.option("--dataset", "-d", required=True, help="Dataset of the runs to compare.")
+@click.option("--methods", required=True, help="Comma-separated runs to compare (at least 2), e.g. A,B,C.")
+@click.option("--baseline", help="The run the others are compared against (default: the first of --methods).")
+@click.option(
+    "--metrics",
+    default="cnr,miou,auc",
+    show_default=True,
+    help="Comma-separated: cnr, miou, auc, auc_binned, cnr_signed.",
+)
+@click.option("--n-resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples (at least 100).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")
+@click.option(
+    "--format", "fmt", type=click.Choice(["markdown", "latex", "csv", "json"]), default="markdown", show_default=True
+)
+@click.option("--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
+def compare(
+    runs_dir: Path,
+    dataset: str,
+    methods: str,
+    baseline: str | None,
+    metrics: str,
+    n_resamples: int,
+    seed: int,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Paired bootstrap comparison of stored runs against a baseline on the pairs all of them scored: per class
+    and on average, the mean difference, its 95 % interval, a p-value and Holm-adjusted p-values across classes."""
+    from cxrbench.benchmark.compare import format_comparison, paired_bootstrap, select_runs
+    from cxrbench.benchmark.store import find_runs, write_atomic
+
+    found = find_runs(runs_dir)
+    for reason in found.skipped:
+        click.echo(f"skipped: {reason}", err=True)
+    names = _split(methods) or []
+    if baseline is not None and baseline not in names:
+        names.insert(0, baseline)
+    runs = select_runs(found.runs, dataset, names)
+    comparison = paired_bootstrap(runs, baseline, _split(metrics) or (), n_resamples, seed)
+    if comparison.n_dropped:
+        click.echo(f"left out {comparison.n_dropped} pairs that not every run scored", err=True)
+    text = format_comparison(comparison, fmt)  # type: ignore[arg-type]
     if output is None:
         click.echo(text, nl=False)
     else:

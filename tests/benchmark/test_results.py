@@ -101,57 +101,72 @@ class _DiskFull:
         return self.real(path, data)
 
 
-@pytest.mark.parametrize("failing_write", [1, 2, 3, 4])
+def _visible_set(folder):
+    """(pairs in scores.csv, the summary's n_scored, its limit), read as a user's script would: by file name."""
+    summary = json.loads((folder / store.SUMMARY).read_text())
+    return len(pd.read_csv(folder / store.SCORES)), summary["n_scored"], summary["identity"]["limit"]
+
+
+@pytest.mark.parametrize("failing_write", [1, 2, 3])
 def test_a_crash_while_writing_the_new_set_leaves_the_previous_set(tmp_path, monkeypatch, failing_write):
-    old = _run("center-gaussian", tmp_path, n_resamples=100, limit=None)
+    old = _run("center-gaussian", tmp_path, limit=None)
     before = _result_files(old.run_dir)
     _DiskFull(monkeypatch, failing_write)
     with pytest.raises(OSError, match="No space left"):
-        _run("center-gaussian", tmp_path, n_resamples=200, limit=None, seed=1)
+        _run("center-gaussian", tmp_path, limit=5, overwrite=True)
     assert _result_files(old.run_dir) == before
     monkeypatch.undo()
-    new = _run("center-gaussian", tmp_path, n_resamples=200, limit=None, seed=1)
-    assert not (new.run_dir / ".staging").exists()
-    assert RunSummary.read(new.run_dir / store.SUMMARY).settings["n_resamples"] == 200
+    new = _run("center-gaussian", tmp_path, limit=5, overwrite=True)
+    assert _visible_set(new.run_dir) == (5, 5, 5)
+    assert len(list((new.run_dir / ".sets").iterdir())) == 1  # the unfinished set was deleted
 
 
-def test_a_crash_after_the_commit_point_is_rolled_forward(tmp_path, monkeypatch):
-    class Skips:
-        name = "skips"
+def _count_switches(monkeypatch, crash_at=None):
+    """Count (and optionally crash at) the renames and links that change what a run folder shows."""
+    calls = []
+    real = {name: getattr(os, name) for name in ("replace", "rename", "symlink")}
 
-        def heatmap(self, image, prompt):
-            if "edema" in prompt:
-                raise RuntimeError("no")
-            side = min(image.shape)
-            return image[:side, :side]
+    def wrap(name):
+        def call(*args, **kwargs):
+            calls.append(name)
+            if len(calls) == crash_at:
+                raise KeyboardInterrupt  # killed right here
+            return real[name](*args, **kwargs)
 
-    first = _run(Skips(), tmp_path, on_error="skip", limit=None)
-    assert (first.run_dir / store.ERRORS).exists()
-    moves = []
-    real_replace = os.replace
+        return call
 
-    def replace_then_crash(src, dst):
-        if ".commit" in str(src):
-            moves.append(dst)
-            if len(moves) == 2:
-                raise KeyboardInterrupt  # killed in the middle of moving the committed files
-        return real_replace(src, dst)
+    for name in real:
+        monkeypatch.setattr(os, name, wrap(name))
+    return calls
 
-    monkeypatch.setattr(os, "replace", replace_then_crash)
-    with pytest.raises(KeyboardInterrupt):
-        _run(Skips(), tmp_path, on_error="skip", limit=None, seed=5)
+
+def test_a_kill_at_any_point_of_the_switch_shows_one_whole_set(tmp_path, monkeypatch):
+    _run("center-gaussian", tmp_path / "probe", limit=None)
+    calls = _count_switches(monkeypatch)
+    _run("center-gaussian", tmp_path / "probe", limit=5, overwrite=True)
     monkeypatch.undo()
-    # readers see the new set: its summary, and the files still waiting inside .commit
-    (found,) = store.find_runs(tmp_path).runs
-    assert found.settings["seed"] == 5
-    assert store.current_file(first.run_dir, store.SCORES).parent.name in ("skips", ".commit")
-    # the next run finishes the swap before anything else
-    store.recover(first.run_dir)
-    assert not (first.run_dir / ".commit").exists()
-    summary = RunSummary.read(first.run_dir / store.SUMMARY)
-    assert summary.settings["seed"] == 5
-    scores = pd.read_csv(first.run_dir / store.SCORES)
-    assert len(scores) == summary.n_scored
+    assert len(calls) >= 5
+    for crash_at in range(1, len(calls) + 1):
+        out = tmp_path / f"crash-{crash_at}"
+        folder = _run("center-gaussian", out, limit=None).run_dir
+        _count_switches(monkeypatch, crash_at)
+        with pytest.raises(KeyboardInterrupt):
+            _run("center-gaussian", out, limit=5, overwrite=True)
+        monkeypatch.undo()
+        assert _visible_set(folder) in ((64, 64, None), (5, 5, 5)), crash_at
+        (found,) = store.find_runs(out).runs
+        assert found.n_scored == _visible_set(folder)[1]
+        _run("center-gaussian", out, limit=5, overwrite=True)
+        assert _visible_set(folder) == (5, 5, 5)
+        assert len(list((folder / ".sets").iterdir())) == 1
+
+
+def test_a_foreign_current_link_is_refused(tmp_path):
+    a = _run("center-gaussian", tmp_path)
+    (a.run_dir / ".current").unlink()
+    (a.run_dir / ".current").symlink_to("../other")
+    with pytest.raises(CxrbenchError, match=r"points to \.\./other, not to a result set"):
+        store.find_runs(tmp_path)
 
 
 def test_errors_file_of_an_older_run_does_not_survive_a_clean_run(tmp_path):
@@ -255,6 +270,31 @@ def test_malformed_summaries_are_skipped_with_their_name(tmp_path, content, mess
         RunSummary.read(bad / store.SUMMARY)
 
 
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        (("identity", "scorer_version"), "x", "identity.scorer_version"),
+        (("identity", "manifest_sha256"), None, "identity.manifest_sha256"),
+        (("classes",), [], "classes"),
+        (("classes", "Edema", "cnr", "mean"), "high", "classes.Edema"),
+        (("classes", "Edema", "n"), "8", "classes.Edema"),
+        (("n_scored",), True, "n_scored"),
+    ],
+)
+def test_summaries_with_wrongly_typed_fields_are_skipped(tmp_path, path, value, field):
+    a = _run("center-gaussian", tmp_path, limit=None)
+    record = json.loads((a.run_dir / store.SUMMARY).read_text())
+    target = record
+    for key in path[:-1]:
+        target = target[key]
+    target[path[-1]] = value
+    _copy_run(a.run_dir, tmp_path / "demo" / "typed", lambda r: r.clear() or r.update({**record, "name": "typed"}))
+    found = store.find_runs(tmp_path)
+    assert [r.name for r in found.runs] == ["center-gaussian"]
+    (reason,) = found.skipped
+    assert "malformed field" in reason and field in reason
+
+
 def test_an_unreadable_stored_run_is_not_replaced_silently(tmp_path):
     a = _run("center-gaussian", tmp_path)
     (a.run_dir / store.SUMMARY).write_text("{}")
@@ -266,12 +306,17 @@ def test_an_unreadable_stored_run_is_not_replaced_silently(tmp_path):
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"n_resamples": 99}, "--n-resamples must be an integer >= 100"),
+        ({"n_resamples": 99}, "--n-resamples must be an integer from 100 to 1,000,000"),
+        ({"n_resamples": 10**11}, "--n-resamples must be an integer from 100 to 1,000,000"),
         ({"seed": -1}, "--seed must be a non-negative integer"),
         ({"protocol": "paper"}, "--protocol must be one of cxrbench, published"),
-        ({"name": "../x"}, "cannot name a run folder"),
-        ({"name": ".hidden"}, "cannot name a run folder"),
-        ({"name": "heatmaps"}, "cannot name a run folder"),
+        ({"name": "../x"}, "cannot name a run"),
+        ({"name": ".hidden"}, "cannot name a run"),
+        ({"name": "heatmaps"}, "cannot name a run"),
+        ({"name": "a|b"}, "cannot name a run"),
+        ({"name": "two words"}, "cannot name a run"),
+        ({"name": "-x"}, "cannot name a run"),
+        ({"name": "summary.json"}, "cannot name a run"),
         ({"limit": 0}, "--limit must be a positive integer"),
     ],
 )
@@ -285,6 +330,27 @@ def test_bad_options_fail_before_any_work(tmp_path, options, message):
     with pytest.raises(CxrbenchError, match=message):
         _run(Never(), tmp_path, **options)
     assert not (tmp_path / "demo").exists()
+
+
+def test_a_config_that_is_not_json_fails_before_any_work(tmp_path):
+    class PathConfig:
+        name = "path-config"
+
+        def config(self):
+            return {"weights": tmp_path, "scale": np.float32(2.0), "bad": float("nan")}
+
+        def heatmap(self, image, prompt):
+            raise AssertionError("no heatmap may be computed before the config is checked")
+
+    with pytest.raises(CxrbenchError, match=r"method 'path-config' config\(\): key 'bad' is not a JSON value"):
+        _run(PathConfig(), tmp_path)
+    assert not (tmp_path / "demo").exists()
+
+
+def test_a_limit_beyond_the_dataset_is_no_limit(tmp_path):
+    whole = _run("center-gaussian", tmp_path, limit=None)
+    again = _run("center-gaussian", tmp_path, limit=1000)
+    assert again.summary.identity == whole.summary.identity
 
 
 def test_a_dataset_without_pairs_is_an_error(tmp_path):
@@ -399,3 +465,20 @@ def test_messages_say_what_was_cached(tmp_path):
         _run(Uncached(), tmp_path)
     assert "kept in" not in str(info.value) and "--on-error skip" in str(info.value)
     assert not _run("oracle-gaussian", tmp_path).summary.settings["cached"]
+
+
+@pytest.mark.parametrize(
+    ("heatmap", "message"),
+    [
+        (np.zeros((0, 0)), r"must be a non-empty 2-D array \(H, W\), got shape \(0, 0\)"),
+        (np.full((3, 3), 1e39), r"holds values beyond float32's range"),
+        (np.full((3, 3), np.inf), "contains infinite values"),
+        (np.full((3, 3), np.nan), "is NaN everywhere"),
+    ],
+)
+def test_bad_heatmaps_are_named_for_what_they_are(heatmap, message):
+    from cxrbench.benchmark.protocol import check_heatmap
+    from cxrbench.errors import MethodOutputError
+
+    with pytest.raises(MethodOutputError, match=message):
+        check_heatmap(heatmap)

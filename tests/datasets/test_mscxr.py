@@ -1,4 +1,5 @@
 import re
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -167,8 +168,11 @@ def test_a_blank_image_is_an_error_naming_the_file(root):
         sample.load_image()
 
 
-def test_config_lists_every_option_with_its_default(root):
+def test_config_lists_every_option_with_its_default_but_no_path(root, tmp_path):
     config = load_dataset("mscxr", data_root=str(root)).config()
-    assert config == {"csv": str(root / "MS_CXR_Local_Alignment_v1.1.0.csv"), "images": str(root), "split": None}
+    assert config == {"split": None}
     loc = load_dataset("mscxr-loc", data_root=str(root), split="test").config()
-    assert loc == {**config, "split": "test", "extractor": "rules", "weights": None}
+    assert loc == {"split": "test", "extractor": "rules"}
+    moved = tmp_path / "moved"
+    shutil.copytree(root, moved)
+    assert load_dataset("mscxr", data_root=str(moved)).config() == config

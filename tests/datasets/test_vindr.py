@@ -114,12 +114,12 @@ def test_describe_shows_pairs_reference_sizes_and_rules(cli, root):
 def test_config_lists_every_option_with_its_default(root):
     dataset = load_dataset("vindr", data_root=str(root))
     config = dataset.config()
-    assert {k: config[k] for k in ("split", "classes", "pixels", "lut")} == {
+    assert {k: config[k] for k in ("split", "classes", "pixels")} == {
         "split": "test",
         "classes": "published",
         "pixels": "dicom",
-        "lut": "packaged",
     }
+    assert set(config) == {"split", "classes", "pixels", "lut_sha256"}  # content, no paths
     assert len(config["lut_sha256"]) == 64
     other = load_dataset("vindr", data_root=str(root), classes="local", pixels="published").config()
     assert (other["classes"], other["pixels"]) == ("local", "published")

@@ -63,7 +63,7 @@ def test_codebook_rows_follow_the_real_tokenizer(models):
     assert by_kind["pathology"] == pathology_ids - location_ids - special
     assert len(special) == 6  # "<and>" is 3 CLIP sub-tokens; <pad> is "!" in SD-2.1
     assert tok.convert_ids_to_tokens(tok("pleural", add_special_tokens=False).input_ids) == ["ple", "ural</w>"]
-    assert 40 <= len(rows) <= 55  # SPEC 5.1: ~46 rows
+    assert 40 <= len(rows) <= 55  # the tuning paper: ~46 rows
 
 
 def test_substitution_equals_a_naive_lookup():

@@ -7,6 +7,7 @@ docs/anatomy.md).
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,8 @@ class LutPrior:
         self.table = load_lut(lut)
 
     def config(self) -> dict[str, object]:
-        return {"lut": self.lut_path or "default", "source": self.table.source, "k": self.table.k}
+        """The table's content (its file is provenance, not identity)."""
+        return {"lut_sha256": hashlib.sha256(self.table.to_json().encode("utf-8")).hexdigest()}
 
     def heatmap(self, image: np.ndarray, prompt: str) -> np.ndarray:
         try:

@@ -22,6 +22,7 @@ import numpy as np
 
 from cxrbench.datasets.tables import parse_box, read_table, where
 from cxrbench.errors import DataError, MethodOutputError
+from cxrbench.hashing import sha256_file
 from cxrbench.types import Box, Sample
 
 PREDICTION_COLUMNS = ("x_min", "y_min", "x_max", "y_max")
@@ -53,9 +54,8 @@ class BoxPredictions:
         self.pair_ids: frozenset[str] = frozenset()  # the dataset's, once `check_pairs` has seen them
 
     def config(self) -> dict[str, str]:
-        from cxrbench.datasets.images import file_fingerprint
-
-        return {"file": str(self.path), "sha256": file_fingerprint(str(self.path))}
+        """The file's content (its path is provenance, not identity: docs/results.md)."""
+        return {"sha256": sha256_file(self.path)}
 
     def _spellings(self, pair_id: str) -> list[str]:
         """The ids `export-pairs` writes for a pair (pair_id; heatmap_file with or without .npy), less those that
@@ -112,19 +112,32 @@ class HeatmapFiles:
         if not self.path.exists():
             raise DataError(f"heatmap predictions not found: {self.path}")
         self.root = self.path.resolve()
+        self.pair_ids: frozenset[str] = frozenset()
         self.archive = None
         if self.path.is_file():
             try:
                 self.archive = np.load(self.path, allow_pickle=False)
             except (OSError, ValueError, zipfile.BadZipFile) as exc:
-                raise DataError(f"cannot read heatmap archive {self.path}: {exc}") from exc
+                raise DataError(f"cannot read heatmap archive {self.path}: {_reason(exc)}") from exc
 
     def config(self) -> dict[str, str]:
-        return {"path": str(self.path.resolve())}
+        """The content of the archive, or of every `.npy` in the folder (names and bytes), not its path."""
+        if self.archive is not None:
+            return {"sha256": sha256_file(self.path)}
+        digest = hashlib.sha256()
+        for file in sorted(self.path.glob("*.npy")):
+            digest.update(f"{file.name}\0{sha256_file(file)}\n".encode())
+        return {"sha256": digest.hexdigest()}
+
+    def check_pairs(self, pair_ids: Iterable[str], on_error: str = "fail") -> str | None:
+        """Remember the dataset's pair ids, so that a pair never reads another pair's own file (the export
+        spelling of "a:b" is "a_b.npy", the file of pair "a_b")."""
+        self.pair_ids = frozenset(pair_ids)
+        return None
 
     def heatmap_for_sample(self, sample: Sample) -> np.ndarray:
         if self.archive is not None:
-            keys = [k for k in (sample.pair_id, heatmap_file_name(sample.pair_id)[:-4]) if k in self.archive.files]
+            keys = [k for k in self._names(sample.pair_id, "") if k in self.archive.files]
             if not keys:
                 raise MethodOutputError(f"{self.path} has no key {sample.pair_id!r}")
             where_, array = f"{self.path}[{keys[0]}]", self._read(lambda: self.archive[keys[0]], self.path)
@@ -141,16 +154,17 @@ class HeatmapFiles:
                 f"{where_}: shape {array.shape} is neither square (the centred {side} x {side} "
                 f"crop at any resolution) nor the image's {sample.height} x {sample.width}"
             )
+        if 0 in array.shape:
+            raise MethodOutputError(f"{where_}: the heatmap is empty (shape {array.shape})")
         if np.isnan(array.astype(np.float32)).all():
             raise MethodOutputError(f"{where_}: the heatmap is NaN everywhere")
-        return array.astype(np.float32)
+        return array
 
     def _file_for(self, pair_id: str) -> Path:
         """The pair's `.npy` file: `<pair_id>.npy` or the `heatmap_file` spelling, each resolved (symlinks, `..`,
         absolute ids) and used only when it lies inside the folder."""
-        names = dict.fromkeys([f"{pair_id}.npy", heatmap_file_name(pair_id)])
         outside = []
-        for name in names:
+        for name in self._names(pair_id, ".npy"):
             try:
                 resolved = (self.path / name).resolve()
             except (OSError, RuntimeError, ValueError):  # a symlink loop, a NUL byte in the id
@@ -169,16 +183,38 @@ class HeatmapFiles:
             f"no heatmap file for pair {pair_id}: expected {self.path / heatmap_file_name(pair_id)}"
         )
 
+    def _names(self, pair_id: str, suffix: str) -> list[str]:
+        """The pair's own name, then the `heatmap_file` spelling unless that is another pair's own name."""
+        spelling = heatmap_file_name(pair_id)[:-4]
+        names = [pair_id] + ([spelling] if spelling != pair_id and spelling not in self.pair_ids else [])
+        return [n + suffix for n in names]
+
     @staticmethod
     def _read(load, path: Path) -> np.ndarray:
         try:
             return np.asarray(load())
         except (OSError, ValueError, EOFError) as exc:
-            raise MethodOutputError(f"cannot read {path}: {exc}") from exc
+            raise MethodOutputError(f"cannot read {path}: {_reason(exc)}") from exc
+
+
+def _reason(exc: Exception) -> str:
+    """numpy's message, except its advice to load pickles: cxrbench never unpickles prediction files."""
+    if "allow_pickle" in str(exc):
+        return "it holds Python objects (a pickle), which cxrbench never loads; save plain numeric arrays"
+    return str(exc)
 
 
 def export_pairs(samples: list[Sample]) -> list[dict[str, object]]:
-    """What a user needs to run a model elsewhere: one row per usable pair."""
+    """What a user needs to run a model elsewhere: one row per usable pair; two pairs whose `heatmap_file`
+    would be the same file are an error."""
+    owner: dict[str, str] = {}
+    for s in samples:
+        first = owner.setdefault(heatmap_file_name(s.pair_id), s.pair_id)
+        if first != s.pair_id:
+            raise DataError(
+                f"pairs {first!r} and {s.pair_id!r} would share the heatmap file {heatmap_file_name(s.pair_id)}; "
+                f"their ids differ only in characters that file names cannot hold"
+            )
     return [
         {
             "pair_id": s.pair_id,

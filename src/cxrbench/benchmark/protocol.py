@@ -96,12 +96,16 @@ def normalise(frame: np.ndarray) -> np.ndarray:
 def check_heatmap(heatmap: object, what: str = "heatmap") -> np.ndarray:
     """Validate a method's output: a 2-D real array with at least one non-NaN value and no infinity."""
     try:
-        arr = np.asarray(heatmap, dtype=np.float32)
+        given = np.asarray(heatmap)
+        with np.errstate(over="ignore"):  # values beyond float32 become inf: reported below
+            arr = given.astype(np.float32)
     except (TypeError, ValueError) as exc:
         raise MethodOutputError(f"{what} is not a numeric array ({type(heatmap).__name__})") from exc
     if arr.ndim != 2 or 0 in arr.shape:
         raise MethodOutputError(f"{what} must be a non-empty 2-D array (H, W), got shape {arr.shape}")
     if np.isinf(arr).any():
+        if not np.isinf(given).any():
+            raise MethodOutputError(f"{what} holds values beyond float32's range (+-3.4e38); rescale it")
         raise MethodOutputError(f"{what} contains infinite values")
     if np.isnan(arr).all():
         raise MethodOutputError(f"{what} is NaN everywhere: the method looked at no pixel")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sys
 import time
 from collections import deque
@@ -25,7 +26,7 @@ from tqdm.auto import tqdm
 
 from cxrbench.benchmark import store
 from cxrbench.benchmark.aggregate import AVERAGE, summarise
-from cxrbench.benchmark.bootstrap import MIN_RESAMPLES
+from cxrbench.benchmark.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES
 from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key
 from cxrbench.benchmark.metrics import IOU_THRESHOLDS, score_boxes, score_pair
 from cxrbench.benchmark.protocol import (
@@ -87,8 +88,28 @@ class _PairError(Exception):
         self.error = error
 
 
+def _json_values(config: Any, what: str) -> dict[str, Any]:
+    """`config` as JSON values (paths become text); anything else is an error naming the key, before any work."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(type(value).__name__)
+
+    if not isinstance(config, dict):
+        raise CxrbenchError(f"{what} must be a dict of JSON values, not {type(config).__name__}")
+    for key, value in config.items():
+        try:
+            json.dumps(value, default=default, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise CxrbenchError(f"{what}: key {key!r} is not a JSON value ({exc}); return text or numbers") from exc
+    return json.loads(json.dumps(config, default=default))
+
+
 def _method_config(method: Any) -> dict[str, Any]:
-    config = method.config() if hasattr(method, "config") else {}
+    config = _json_values(method.config() if hasattr(method, "config") else {}, f"method {method.name!r} config()")
     return {"class": f"{type(method).__module__}.{type(method).__qualname__}", **config}
 
 
@@ -314,9 +335,9 @@ def _check_options(
         raise CxrbenchError(f"--on-error must be 'fail' or 'skip', not {on_error!r}")
     if protocol not in PROTOCOLS:
         raise CxrbenchError(f"--protocol must be one of {', '.join(PROTOCOLS)}, not {protocol!r}")
-    if not isinstance(n_resamples, int) or n_resamples < MIN_RESAMPLES:
+    if not isinstance(n_resamples, int) or not MIN_RESAMPLES <= n_resamples <= MAX_RESAMPLES:
         raise CxrbenchError(
-            f"--n-resamples must be an integer >= {MIN_RESAMPLES} for a usable interval, not {n_resamples}"
+            f"--n-resamples must be an integer from {MIN_RESAMPLES} to {MAX_RESAMPLES:,}, not {n_resamples}"
         )
     if not 0 < confidence < 1:
         raise CxrbenchError(f"confidence must lie strictly between 0 and 1, not {confidence}")
@@ -328,12 +349,16 @@ def _check_options(
         _check_name(name, "--name")
 
 
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@+-]*")
+
+
 def _check_name(name: str, what: str) -> None:
-    """A run name is a folder name: not empty, no path separator, not hidden, not the cache folder."""
-    if not name or name.startswith(".") or name != Path(name).name or "\\" in name or name == store.HEATMAPS:
+    """A run name is a plain folder name and a table column: letters, digits and . _ @ + -, first a letter or
+    digit; not the cache folder or a result file's name."""
+    if not _NAME.fullmatch(name) or name == store.HEATMAPS or name in store.RESULT_FILES:
         raise CxrbenchError(
-            f"{what} {name!r} cannot name a run folder: use letters, digits, '-', '_', '@' (no '/', not starting "
-            f"with '.', not '{store.HEATMAPS}')"
+            f"{what} {name!r} cannot name a run: use letters, digits and '.', '_', '@', '+', '-', starting with a "
+            f"letter or digit (not '{store.HEATMAPS}' or a result file's name)"
         )
 
 
@@ -347,8 +372,9 @@ def _check_predictions(method: Any, samples: Sequence[Sample], on_error: OnError
 
 def _dataset_config(dataset: Any, options: dict[str, Any]) -> dict[str, Any]:
     """The dataset's effective options (defaults included) when it reports them, else the options given."""
-    config = dataset.config() if hasattr(dataset, "config") else {}
-    return {**{k: v for k, v in options.items() if k != "data_root"}, **config}
+    if hasattr(dataset, "config"):
+        return _json_values(dataset.config(), f"dataset {dataset.name!r} config()")
+    return _json_values(options, f"dataset {dataset.name!r} options")
 
 
 def _check_identity(folder: Path, identity: RunIdentity, overwrite: bool) -> None:
@@ -414,7 +440,10 @@ def run_benchmark(
             f"check the data root and the -O options (e.g. the split name)"
         )
     _check_samples(samples)
-    notes = _check_predictions(method, samples if limit is None else list(dataset), on_error)
+    if limit is not None and len(samples) < limit:
+        limit = None  # the whole dataset: the same run as one without a limit
+    needs_all = limit is not None and hasattr(method, "check_pairs")
+    notes = _check_predictions(method, list(dataset) if needs_all else samples, on_error)
     timer = _Timer()
     engine = _Engine(method, spec, timer, protocol)
     identity = RunIdentity(
@@ -461,6 +490,7 @@ def run_benchmark(
             notes=notes,
             settings={
                 "data_root": data_root,
+                "options": _json_values({"method": method_options or {}, "dataset": dataset_options}, "options"),
                 "seed": seed,
                 "n_resamples": n_resamples,
                 "confidence": confidence,

@@ -2,22 +2,22 @@
 summary.json); the heatmap cache of each method lies beside them in `<out>/<dataset>/heatmaps/<method>/`, so
 runs of one method under other names or protocols reuse its heatmaps (the cache key holds the method config).
 
-The four result files are replaced as one set (docs/results.md, "Result sets"): the new set is written in
-full to `.staging/`, which is then renamed to `.commit/` (the commit point, one atomic rename), and its files
-are moved into the run folder. A crash before the rename leaves the previous set untouched (the staging folder
-is dropped by the next run); a crash after it is rolled forward by the next run, and readers (`find_runs`,
-`current_file`) read through `.commit/` meanwhile. So a run folder never holds a mix of two runs' files.
+The four result files are replaced as one set (docs/results.md, "Result sets"): each set is written in full to
+its own folder `.sets/<id>/`; the symlink `.current` names the current set and is switched with one atomic
+rename (the commit point); the four names in the run folder are fixed symlinks `scores.csv -> .current/
+scores.csv`, .... Whoever opens them, cxrbench or a user's script, sees the previous set or the new one, never a
+mix, whenever a crash happens; the next run deletes sets that are no longer current.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -33,9 +33,8 @@ ERRORS = "errors.csv"
 IMAGES = "images.csv"
 RESULT_FILES = (SCORES, IMAGES, ERRORS, SUMMARY)
 HEATMAPS = "heatmaps"
-_STAGING = ".staging"
-_COMMIT = ".commit"
-_SET_MANIFEST = "SET.json"
+_SETS = ".sets"
+_CURRENT = ".current"
 TMP_PREFIX = ".tmp-"
 
 _PACKAGES = (
@@ -67,6 +66,13 @@ def default_name(method: str, protocol: str) -> str:
 
 
 def _umask() -> int:
+    """The process umask, read without changing it where the system says it (Linux), else by setting it back."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except OSError:
+        pass
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
@@ -83,11 +89,15 @@ def _fsync_dir(folder: Path) -> None:
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder, fsync and a rename.
 
-    The file gets the permissions a plain `open()` would give (0666 less the umask), not mkstemp's 0600.
+    A symlink is followed (its target is replaced, the link kept); a folder, device or other non-regular file is
+    refused. The file gets the permissions a plain `open()` would give (0666 less the umask), not mkstemp's 0600.
     """
     path = Path(path)
-    if path.is_dir():
-        raise CxrbenchError(f"cannot write {path}: it is a folder; give a file name")
+    if path.is_symlink():
+        path = path.resolve()
+    if path.exists() and not path.is_file():
+        kind = "a folder" if path.is_dir() else "not a regular file"
+        raise CxrbenchError(f"cannot write {path}: it is {kind}; give a file name")
     fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as handle:
@@ -96,6 +106,11 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
             os.fsync(handle.fileno())
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.filename is None:  # a write error (full disk) names no file: name the one being written
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
@@ -110,63 +125,67 @@ def write_table(path: Path, frame: pd.DataFrame) -> None:
 
 
 def commit_result_set(folder: Path, files: dict[str, str | None]) -> None:
-    """Replace the run folder's result files by `files` (name -> text; None = not in the new set) as one set."""
+    """Make `files` (name -> text; None = not in the new set) the run folder's result set, as one switch."""
     recover(folder)
-    staging = folder / _STAGING
-    staging.mkdir(mode=0o777)
+    sets = folder / _SETS
+    sets.mkdir(exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=sets))
+    os.chmod(staging, 0o777 & ~_umask())
     for name, text in files.items():
         if text is not None:
             write_atomic(staging / name, text)
-    manifest = {
-        "install": [n for n, t in files.items() if t is not None],
-        "remove": [n for n, t in files.items() if t is None],
-    }
-    write_atomic(staging / _SET_MANIFEST, json.dumps(manifest))
-    _fsync_dir(staging)
-    os.rename(staging, folder / _COMMIT)  # the commit point
+    final = sets / uuid.uuid4().hex
+    os.rename(staging, final)
+    _fsync_dir(sets)
+    _point(folder / _CURRENT, f"{_SETS}/{final.name}")  # the commit point
     _fsync_dir(folder)
-    _roll_forward(folder)
+    recover(folder)
 
 
-def _set_manifest(folder: Path) -> dict[str, list[str]] | None:
-    try:
-        return json.loads((folder / _COMMIT / _SET_MANIFEST).read_text(encoding="utf-8"))
-    except FileNotFoundError:
+def _point(link: Path, target: str) -> None:
+    """Create or replace the symlink `link` -> `target` atomically (a new link renamed over the old)."""
+    tmp = link.with_name(f"{TMP_PREFIX}{link.name}-{uuid.uuid4().hex}")
+    os.symlink(target, tmp)
+    os.replace(tmp, link)
+
+
+def _current_set(folder: Path) -> str | None:
+    """The name of the current set's folder under .sets/, or None; an error when .current is not ours."""
+    link = folder / _CURRENT
+    if not link.is_symlink():
+        if link.exists():
+            raise SummaryError(f"{link} is not a symlink to a result set; move it away")
         return None
-
-
-def _roll_forward(folder: Path) -> None:
-    manifest = _set_manifest(folder)
-    if manifest is None:  # a .commit folder always holds its manifest; without one it is not ours
-        raise CxrbenchError(f"{folder / _COMMIT} has no {_SET_MANIFEST}; move it away and rerun")
-    for name in manifest["remove"]:
-        (folder / name).unlink(missing_ok=True)
-    for name in manifest["install"]:
-        source = folder / _COMMIT / name
-        if source.exists():
-            os.replace(source, folder / name)
-    shutil.rmtree(folder / _COMMIT)
+    target = os.readlink(link)
+    head, _, name = target.partition("/")
+    if head != _SETS or not name or "/" in name or name.startswith("."):
+        raise SummaryError(f"{link} points to {target}, not to a result set in {_SETS}/; move it away")
+    return name
 
 
 def recover(folder: Path) -> None:
-    """Finish a result set committed before a crash, and drop one that was never committed."""
-    if (folder / _COMMIT).is_dir():
-        _roll_forward(folder)
-    if (folder / _STAGING).exists():
-        shutil.rmtree(folder / _STAGING)
+    """Give the run folder its four fixed links and delete every set that is not current (unfinished ones
+    included)."""
+    current = _current_set(folder)
+    if current is None:
+        return
+    for name in RESULT_FILES:
+        link = folder / name
+        if not (link.is_symlink() and os.readlink(link) == f"{_CURRENT}/{name}"):
+            _point(link, f"{_CURRENT}/{name}")
+    for old in (folder / _SETS).iterdir():
+        if old.name == current:
+            continue
+        if old.is_dir() and not old.is_symlink():
+            shutil.rmtree(old)
+        else:
+            old.unlink()
 
 
 def current_file(folder: Path, name: str) -> Path | None:
-    """Where the current set's `name` lies (inside `.commit/` while a crashed swap awaits its roll-forward);
-    None when the current set has no such file."""
-    manifest = _set_manifest(folder)
-    if manifest is not None:
-        if name in manifest["remove"]:
-            return None
-        if (folder / _COMMIT / name).exists():
-            return folder / _COMMIT / name
+    """The current set's file `name` (through the run folder's fixed link), or None when the set has none."""
     path = folder / name
-    return path if path.exists() else None
+    return path if path.is_file() else None
 
 
 def package_versions() -> dict[str, str]:
@@ -200,8 +219,13 @@ def command_line() -> str:
 
 def stored_summary(folder: Path) -> RunSummary | None:
     """The summary of the run stored in `folder` (None when there is none); SummaryError when unusable."""
+    _current_set(folder)
     path = current_file(folder, SUMMARY)
-    return None if path is None else RunSummary.read(path)
+    if path is None:
+        if (folder / SUMMARY).exists() or (folder / SUMMARY).is_symlink():
+            raise SummaryError(f"{folder / SUMMARY} is not a readable file")
+        return None
+    return RunSummary.read(path)
 
 
 @dataclass(frozen=True)
@@ -213,15 +237,14 @@ class FoundRuns:
 
 
 def _run_folders(root: Path) -> list[Path]:
-    """Every folder under `root` (itself included) that holds a run's summary, current or awaiting roll-forward."""
-    found = set()
-    for path in [*root.rglob(SUMMARY), *root.rglob(f"{_COMMIT}/{SUMMARY}")]:
-        folder = path.parent.parent if path.parent.name == _COMMIT else path.parent
-        relative = folder.relative_to(root).parts
-        if any(part.startswith(".") or part == HEATMAPS for part in relative):
-            continue
-        found.add(folder)
-    return sorted(found)
+    """Every folder under `root` (itself included) that holds a run's summary; hidden folders and the heatmap
+    caches are not searched."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != HEATMAPS)
+        if SUMMARY in filenames or SUMMARY in dirnames:
+            found.append(Path(dirpath))
+    return found
 
 
 def find_runs(root: str | os.PathLike[str]) -> FoundRuns:

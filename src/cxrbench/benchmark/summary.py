@@ -49,6 +49,27 @@ class RunIdentity:
         return out
 
 
+def _is(value: Any, kind: type | tuple[type, ...]) -> bool:
+    """isinstance, except that a bool is not an int here."""
+    return isinstance(value, kind) and not (isinstance(value, bool) and kind is int)
+
+
+def _valid_row(row: Any) -> bool:
+    """A class row: {"n": int, metric: {"mean", "low", "high": number or None, "n": int}, ...}."""
+    if not isinstance(row, dict) or not _is(row.get("n"), int):
+        return False
+    for key, cell in row.items():
+        if key in ("n", "classes", "misses"):
+            continue
+        if not isinstance(cell, dict) or not _is(cell.get("n"), int):
+            return False
+        if any(not (cell.get(k) is None or _is(cell.get(k), (int, float))) for k in ("mean", "low", "high")):
+            return False
+        if any(k not in cell for k in ("mean", "low", "high")):
+            return False
+    return True
+
+
 def _canonical(value: Any) -> str:
     return json.dumps(value, sort_keys=True, default=str)
 
@@ -106,21 +127,23 @@ class RunSummary:
         try:
             record = json.loads(text)
         except json.JSONDecodeError as exc:
-            raise SummaryError(f"{where} is not valid JSON ({exc}); rerun the run to rewrite it") from exc
+            raise SummaryError(f"{where} is not valid JSON ({exc}); rerun the run with --overwrite") from exc
         if not isinstance(record, dict):
             raise SummaryError(f"{where} holds a JSON {type(record).__name__}, not a run summary object")
         version = record.get("schema_version")
         if version != SCHEMA_VERSION:
             found = "no schema_version (cxrbench 0.1)" if version is None else f"schema_version {version!r}"
             raise SummaryError(
-                f"{where} has {found}; this cxrbench reads schema_version {SCHEMA_VERSION}: rerun the run "
-                f"(cached heatmaps are reused) or read it with the cxrbench version that wrote it"
+                f"{where} has {found}; this cxrbench reads schema_version {SCHEMA_VERSION}: rerun the run with "
+                f"--overwrite (cached heatmaps are reused) or read it with the cxrbench version that wrote it"
             )
         try:
             identity = RunIdentity(**record["identity"])
             values = {f.name: record[f.name] for f in fields(cls) if f.name not in ("identity", "path")}
         except (KeyError, TypeError) as exc:
-            raise SummaryError(f"{where} is missing or has malformed field {exc}; rerun the run") from exc
+            raise SummaryError(
+                f"{where} is missing or has malformed field {exc}; rerun the run with --overwrite"
+            ) from exc
         summary = cls(**{**values, "identity": identity, "path": path})
         summary._check(where)
         return summary
@@ -138,13 +161,22 @@ class RunSummary:
             "versions": dict,
             "timings": dict,
         }
-        wrong = [k for k, kind in expected.items() if not isinstance(getattr(self, k), kind)]
-        wrong += [
-            f"identity.{k}" for k in ("method", "dataset", "protocol") if not isinstance(getattr(self.identity, k), str)
-        ]
-        wrong += [f"classes.{c}" for c, row in self.classes.items() if not isinstance(row, dict)]
+        identity = {
+            "method": str,
+            "method_config": dict,
+            "dataset": str,
+            "dataset_config": dict,
+            "limit": (int, type(None)),
+            "protocol": str,
+            "scorer_version": int,
+            "manifest_sha256": str,
+        }
+        wrong = [k for k, kind in expected.items() if not _is(getattr(self, k), kind)]
+        wrong += [f"identity.{k}" for k, kind in identity.items() if not _is(getattr(self.identity, k), kind)]
+        if isinstance(self.classes, dict):
+            wrong += [f"classes.{c}" for c, row in self.classes.items() if not _valid_row(row)]
         if wrong:
-            raise SummaryError(f"{where} has malformed field(s) {', '.join(wrong)}; rerun the run")
+            raise SummaryError(f"{where} has malformed field(s) {', '.join(wrong)}; rerun the run with --overwrite")
 
     @classmethod
     def read(cls, path: Path) -> RunSummary:

@@ -137,8 +137,9 @@ class MSCXRDataset:
         return box
 
     def config(self) -> dict[str, object]:
-        """The effective options, defaults included."""
-        return {"csv": str(self.csv), "images": str(self.images), "split": self.split}
+        """The effective options, defaults included; where the files lie is not part of it (the run's manifest
+        covers their content: docs/results.md)."""
+        return {"split": self.split}
 
     def prompt(self, text: str, pathology: str) -> str | None:
         """The pair's prompt: the sentence itself."""
@@ -174,8 +175,7 @@ class MSCXRLocDataset(MSCXRDataset):
 
     def config(self) -> dict[str, object]:
         """The effective options, defaults included."""
-        weights = str(self.weights) if self.weights is not None else None
-        return {**super().config(), "extractor": self.extractor, "weights": weights}
+        return {**super().config(), "extractor": self.extractor}
 
     def prompt(self, text: str, pathology: str) -> str | None:
         """'{location} {pathology}', or None when the sentence names no location."""

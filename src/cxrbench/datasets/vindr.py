@@ -171,7 +171,6 @@ class VinDrDataset:
             "split": "test",
             "classes": self.class_rule,
             "pixels": self.pixels,
-            "lut": str(self.lut_path) if self.lut_path is not None else "packaged",
             "lut_sha256": hashlib.sha256(self.lut.to_json().encode("utf-8")).hexdigest(),
         }
 
