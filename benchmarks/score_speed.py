@@ -1,9 +1,11 @@
 """Scoring speed and memory (issue: core benchmark). Prints numbers; not a test.
 
-1. Time per pair at VinDr size (3000 x 2500 image, 512 x 512 heatmap, 2 boxes) for the protocol plus all
-   metrics, under each scoring protocol (docs/protocol.md): the fast path (`score_pair`) against a
-   straightforward reference in the same run (boolean masks per metric, a NaN working copy per box for the
-   published CNR, scikit-learn's roc_auc_score), with a check that both give the same values.
+1. Time per pair at MIMIC-CXR size (3056 x 2544 image, 512 x 512 map resized by nearest, 2 boxes) for the frame
+   transform plus all metrics, under each scoring protocol (docs/protocol.md), side by side in one run: a
+   straightforward reference (boolean masks per metric, a NaN working copy per box for the published CNR,
+   scikit-learn's roc_auc_score), the full-frame scorer (`to_image_frame` + `score_pair`) and the weighted path
+   on the map's own grid (`score_square`, docs/protocol.md section 8); wall and CPU seconds, ratios, the projected
+   time for the 1,153 MS-CXR pairs on one core, and the largest difference from the reference.
 2. A 10,000-resample bootstrap over 1,000 pairs.
 3. Peak resident memory of `run_benchmark` over 100 and 1,000 pairs (each in a fresh process): it streams,
    so it should not grow with the number of pairs.
@@ -28,9 +30,11 @@ from sklearn.metrics import roc_auc_score
 from cxrbench.benchmark.bootstrap import bootstrap_ci
 from cxrbench.benchmark.metrics import BINNED_AUC_THRESHOLDS, IOU_THRESHOLDS, box_slices, boxes_to_mask, score_pair
 from cxrbench.benchmark.protocol import PROTOCOLS, to_image_frame
+from cxrbench.benchmark.weighted import score_square
 from cxrbench.types import Box
 
-HEIGHT, WIDTH = 3000, 2500
+HEIGHT, WIDTH = 3056, 2544  # MIMIC-CXR
+MS_CXR_PAIRS = 1153
 
 
 def _contrast(inside: np.ndarray, outside: np.ndarray) -> float:
@@ -77,24 +81,40 @@ def reference_scores(frame: np.ndarray, boxes: list[Box], protocol: str) -> dict
 
 def time_per_pair(n_pairs: int, protocol: str) -> None:
     rng = np.random.default_rng(0)
-    fast_s = ref_s = 0.0
-    worst = 0.0
+    paths = {
+        "reference": lambda heatmap, boxes: reference_scores(
+            to_image_frame(heatmap, HEIGHT, WIDTH, "nearest", protocol), boxes, protocol
+        ),
+        "full frame": lambda heatmap, boxes: score_pair(
+            to_image_frame(heatmap, HEIGHT, WIDTH, "nearest", protocol), boxes, protocol=protocol
+        ),
+        "weighted": lambda heatmap, boxes: score_square(heatmap, HEIGHT, WIDTH, boxes, "nearest", protocol=protocol),
+    }
+    wall, cpu, worst = dict.fromkeys(paths, 0.0), dict.fromkeys(paths, 0.0), dict.fromkeys(paths, 0.0)
     for _ in range(n_pairs):
         heatmap = rng.random((512, 512)).astype(np.float32)
         heatmap[:, :16] = np.nan
         x0, y0 = rng.uniform(0, 1500, size=2)
         boxes = [Box(x0, y0, x0 + 700, y0 + 900), Box(1400, 300, 2450, 1700)]
-        start = time.perf_counter()
-        fast = score_pair(to_image_frame(heatmap, HEIGHT, WIDTH, protocol=protocol), boxes, protocol=protocol)
-        fast_s += time.perf_counter() - start
-        start = time.perf_counter()
-        ref = reference_scores(to_image_frame(heatmap, HEIGHT, WIDTH, protocol=protocol), boxes, protocol)
-        ref_s += time.perf_counter() - start
-        worst = max([worst, *(abs(getattr(fast, name) - value) for name, value in ref.items())])
-    print(
-        f"score per pair, protocol {protocol} ({HEIGHT}x{WIDTH}, {n_pairs} pairs): fast {fast_s / n_pairs:.3f} s, "
-        f"reference {ref_s / n_pairs:.3f} s, ratio {ref_s / fast_s:.1f}x, max |difference| {worst:.2e}"
-    )
+        results = {}
+        for name, path in paths.items():
+            start, start_cpu = time.perf_counter(), time.process_time()
+            results[name] = path(heatmap, boxes)
+            wall[name] += time.perf_counter() - start
+            cpu[name] += time.process_time() - start_cpu
+        for name in ("full frame", "weighted"):
+            diffs = (abs(getattr(results[name], key) - value) for key, value in results["reference"].items())
+            worst[name] = max(worst[name], *diffs)
+    print(f"protocol {protocol}: {HEIGHT}x{WIDTH} image, 512x512 nearest map, 2 boxes, {n_pairs} pairs")
+    for name in paths:
+        ratio = "" if name == "reference" else f", {wall['reference'] / wall[name]:6.1f}x faster than the reference"
+        if name == "weighted":
+            ratio += f", {wall['full frame'] / wall[name]:.1f}x faster than the full frame"
+        check = "" if name == "reference" else f", max |difference| {worst[name]:.1e}"
+        print(
+            f"  {name:10s} {wall[name] / n_pairs * 1e3:7.1f} ms/pair wall, {cpu[name] / n_pairs * 1e3:7.1f} ms CPU; "
+            f"{MS_CXR_PAIRS} pairs: {wall[name] / n_pairs * MS_CXR_PAIRS:6.1f} s{ratio}{check}"
+        )
 
 
 def time_bootstrap() -> None:

@@ -35,9 +35,9 @@ from cxrbench.benchmark.protocol import (
     ScoringProtocol,
     check_heatmap,
     full_frame,
-    to_image_frame,
 )
 from cxrbench.benchmark.summary import RunIdentity, RunSummary, SummaryError
+from cxrbench.benchmark.weighted import score_square
 from cxrbench.capabilities import MethodSpec, describe
 from cxrbench.errors import CxrbenchError, DataError, MethodFailedError, RunConflictError
 from cxrbench.registry import load_dataset, load_method
@@ -290,18 +290,23 @@ class _Engine:
         if self.spec.boxes:
             scores = score_boxes(prediction, sample.boxes, sample.height, sample.width, protocol=self.protocol)
         else:
-            frame = self.spec.frame
-            full = frame == "full" or (frame == "auto" and prediction.shape == (sample.height, sample.width))
+            kind = self.spec.frame
+            full = kind == "full" or (kind == "auto" and prediction.shape == (sample.height, sample.width))
             try:
                 if full:
                     frame = full_frame(prediction, sample.height, sample.width, protocol=self.protocol)
-                else:
-                    frame = to_image_frame(
-                        prediction, sample.height, sample.width, self.spec.interpolation, protocol=self.protocol
+                    scores = score_pair(frame, sample.boxes, protocol=self.protocol)
+                else:  # nearest maps are scored on their own grid, exactly (docs/protocol.md section 8)
+                    scores = score_square(
+                        prediction,
+                        sample.height,
+                        sample.width,
+                        sample.boxes,
+                        self.spec.interpolation,
+                        protocol=self.protocol,
                     )
             except CxrbenchError as exc:
                 raise _PairError("score", exc) from exc
-            scores = score_pair(frame, sample.boxes, protocol=self.protocol)
         self.timer.add("score", start)
         return {
             "pair_id": sample.pair_id,
