@@ -105,7 +105,11 @@ def cli(ctx: click.Context, debug: bool) -> None:
 @click.option("--overwrite", is_flag=True, help="Replace a stored run of another identity in the run folder.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Bootstrap seed.")
 @click.option(
-    "--n-resamples", type=click.IntRange(min=1), default=10_000, show_default=True, help="Bootstrap resamples."
+    "--n-resamples",
+    type=click.IntRange(min=100, max=1_000_000),
+    default=10_000,
+    show_default=True,
+    help="Bootstrap resamples.",
 )
 @click.option("--force", is_flag=True, help="Recompute heatmaps even when cached.")
 @click.option(

@@ -21,6 +21,18 @@ def _run(method, out, **kwargs):
     return run_benchmark(method, "demo", out=out, **kwargs)
 
 
+class Counting:
+    """Heatmap = the image's square; counts its calls (reset by each test)."""
+
+    name = "counting"
+    calls = 0
+
+    def heatmap(self, image, prompt):
+        Counting.calls += 1
+        side = min(image.shape)
+        return image[:side, :side]
+
+
 def _result_files(folder):
     return {name: (folder / name).read_bytes() for name in store.RESULT_FILES if (folder / name).exists()}
 
@@ -64,15 +76,7 @@ def test_method_config_difference_is_named(tmp_path):
 
 
 def test_protocols_get_their_own_folders_and_share_the_heatmap_cache(tmp_path):
-    class Counting:
-        name = "counting"
-        calls = 0
-
-        def heatmap(self, image, prompt):
-            Counting.calls += 1
-            side = min(image.shape)
-            return image[:side, :side]
-
+    Counting.calls = 0
     ours = _run(Counting(), tmp_path)
     published = _run(Counting(), tmp_path, protocol="published")
     assert Counting.calls == 8  # the second run read every heatmap from the cache
@@ -428,15 +432,7 @@ def test_cli_run_conflict_and_protocol(cli, tmp_path):
 
 
 def test_a_cache_entry_that_is_a_folder_stops_the_run_before_any_work(tmp_path):
-    class Counting:
-        name = "counting"
-        calls = 0
-
-        def heatmap(self, image, prompt):
-            Counting.calls += 1
-            side = min(image.shape)
-            return image[:side, :side]
-
+    Counting.calls = 0
     first = _run(Counting(), tmp_path)
     before = _result_files(first.run_dir)
     cache = tmp_path / "demo" / "heatmaps" / "counting"
