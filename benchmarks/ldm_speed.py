@@ -23,7 +23,7 @@ import numpy as np
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from cxrbench.methods.ldm.pipeline import DEFAULT_LAYERS, RECORDED_STEPS, StopForward, cross_attention_name
+from cxrbench.methods.ldm.attention import DEFAULT_LAYERS, RECORDED_STEPS, StopForward, cross_attention_name
 from cxrbench.testing.ldm import full_unet, random_full_size_models
 
 

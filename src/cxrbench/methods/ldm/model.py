@@ -3,7 +3,9 @@
 The bundle's `configs/inference.json` is read as plain JSON (its `$` expressions are never evaluated):
 `autoencoder_def` and `diffusion_def` give the network arguments, which build MONAI core's AutoencoderKL and
 DiffusionModelUNet; the `.pth` files use the older GenerativeModels parameter names and are converted by
-MONAI's `load_old_state_dict`. Every file is verified (sha256) before it is read (cxrbench.weights).
+MONAI's `load_old_state_dict`, after which the output projection of every converted GenerativeModels
+`AttentionBlock` is set to the identity, as GenerativeModels computed it (`_load_generative`; docs/ldm.md).
+Every file is verified (sha256) before it is read (cxrbench.weights).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from cxrbench.weights import files_of, load_state_dict, verify
 
 LATENT_SCALE = 0.3
 DTYPES = ("float32", "bfloat16", "float16")
+PROJ_ATTN = (".proj_attn.weight", ".proj_attn.bias")
 
 
 @dataclass
@@ -50,6 +53,64 @@ def _network_args(definition: dict[str, Any], network: type, where: str) -> dict
     if unknown:
         raise WeightsError(f"{where}: {network.__name__} takes no argument(s) {', '.join(unknown)}")
     return args
+
+
+def _load_generative(network: Any, state: dict[str, Any], where: str) -> None:
+    """Load a GenerativeModels state dict into MONAI core's `network` so that it computes what GenerativeModels
+    computed (docs/ldm.md section 2).
+
+    MONAI's `load_old_state_dict` renames the parameters. GenerativeModels' `AttentionBlock` (the autoencoder's
+    attention, the U-Net's self-attention without text) creates a `proj_attn` layer that its forward never
+    applies (GenerativeModels issue #503, MONAI issue #7991), while MONAI's `SpatialAttentionBlock` applies
+    `attn.out_proj`. MONAI 1.4-1.5 set the autoencoder's out_proj to the identity but copy `proj_attn` into the
+    U-Net's; MONAI >= 1.6 copies it in both (MONAI pull request #8786). So every converted block's out_proj is
+    set to the identity with zero bias here, whatever the MONAI version. WeightsError unless the conversion is
+    one to one: every checkpoint tensor but `proj_attn` used, every parameter but those out_proj filled (MONAI
+    does not check), and the SpatialAttentionBlocks exactly the checkpoint's AttentionBlocks.
+    """
+    import monai
+    from monai.networks.blocks import SpatialAttentionBlock
+
+    names = set(network.state_dict())
+    if set(state) <= names:
+        raise WeightsError(
+            f"{where} uses MONAI core's parameter names; cxrbench reads the bundle's GenerativeModels file"
+        )
+    remaining = dict(state)
+    network.load_old_state_dict(remaining)  # pops what it converts
+    attention = {n: m for n, m in network.named_modules() if isinstance(m, SpatialAttentionBlock)}
+    blocks = {k.removesuffix(PROJ_ATTN[0]) for k in state if k.endswith(PROJ_ATTN[0])}
+    filled = names - {k for k in names if k.rpartition(".attn.out_proj.")[0] in attention}
+    unused = sorted(k for k in remaining if not k.endswith(PROJ_ATTN))
+    loaded = sum(not k.endswith(PROJ_ATTN) for k in state) - len(unused)
+    square = _square_projections(attention.values())
+    if unused or loaded != len(filled) or set(attention) != blocks or not square:
+        raise WeightsError(
+            f"{where}: MONAI {monai.__version__} did not convert the checkpoint one to one ({loaded} tensors for "
+            f"{len(filled)} parameters; unused: {', '.join(unused[:3]) or 'none'}; GenerativeModels attention "
+            f"blocks {sorted(blocks)}, MONAI SpatialAttentionBlocks {sorted(attention)}, each with a square linear "
+            f"attn.out_proj: {square}): the checkpoint does not fit the network definition, or this MONAI converts "
+            f"unlike the versions checked in docs/ldm.md"
+        )
+    for block in attention.values():
+        _set_identity(block.attn.out_proj)
+
+
+def _square_projections(blocks: Any) -> bool:
+    import torch
+
+    projections = [getattr(block.attn, "out_proj", None) for block in blocks]
+    return all(
+        isinstance(p, torch.nn.Linear) and p.bias is not None and p.in_features == p.out_features for p in projections
+    )
+
+
+def _set_identity(linear: Any) -> None:
+    import torch
+
+    with torch.no_grad():
+        linear.weight.copy_(torch.eye(linear.in_features, dtype=linear.weight.dtype))
+        linear.bias.zero_()
 
 
 def load_text(root: Path, allow_unverified: bool = False) -> tuple[Any, Any]:
@@ -88,10 +149,11 @@ def load_ldm(root: Path, device: str = "cpu", dtype: str = "float32", allow_unve
     unet = DiffusionModelUNet(**_network_args(definitions[1], DiffusionModelUNet, str(config_file)))
     for network, name in ((autoencoder, "autoencoder.pth"), (unet, "diffusion_model.pth")):
         state = load_state_dict(_file(name), root, allow_unverified)
+        where = f"{root / _file(name).path} (network from {config_file})"
         try:
-            network.load_old_state_dict(state)
+            _load_generative(network, state, where)
         except (RuntimeError, KeyError) as exc:
-            raise WeightsError(f"{root / _file(name).path} does not fit the network in {config_file}: {exc}") from exc
+            raise WeightsError(f"{where}: the checkpoint does not fit the network definition: {exc}") from exc
     tokenizer, text_encoder = load_text(root, allow_unverified)
     hashes = {f.path: sha256_file(root / f.path) for f in files_of("ldm") if (root / f.path).is_file()}
     models = [
