@@ -165,3 +165,12 @@ def test_cli_build_and_show(cli, gold, tmp_path):
     missing = cli("lut", "build", "--imagenome", "nowhere.csv", "--output", "x.json")
     assert missing.returncode == 2
     assert "ImaGenome gold box file not found: nowhere.csv" in missing.stderr
+
+
+def test_a_table_that_is_not_text_is_one_clear_error(tmp_path):
+    from cxrbench.anatomy.lut import load_lut
+    from cxrbench.errors import DataError
+
+    (tmp_path / "bin.json").write_bytes(b"\xff\xfe\x00{")
+    with pytest.raises(DataError, match=r"cannot read location table .*bin\.json: not UTF-8 text"):
+        load_lut(tmp_path / "bin.json")

@@ -208,10 +208,9 @@ def load_lut(path: str | Path | None = None) -> LocationTable:
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise DataError(
-            f"cannot read location table {path}: {exc.strerror}; build one with `cxrbench lut build`"
-        ) from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise DataError(f"cannot read location table {path}: {reason}; build one with `cxrbench lut build`") from exc
     return LocationTable.from_json(text, str(path))
 
 
