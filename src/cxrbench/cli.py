@@ -40,6 +40,18 @@ def _write_table(output: Path, frame: pd.DataFrame) -> None:
     write_table(output, frame)
 
 
+def _emit(text: str, output: Path | None) -> None:
+    """Print `text`, or write it atomically to `output` (its folder created) and say so."""
+    from cxrbench.benchmark.store import write_atomic
+
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(output, text)
+    click.echo(f"wrote {output}", err=True)
+
+
 def _options(pairs: tuple[str, ...]) -> dict[str, str]:
     out = {}
     for pair in pairs:
@@ -211,7 +223,7 @@ def table(
     allow_mixed: bool,
 ) -> None:
     """Build the leaderboard from the runs stored under RUNS_DIR (default: runs)."""
-    from cxrbench.benchmark.store import find_runs, write_atomic
+    from cxrbench.benchmark.store import find_runs
     from cxrbench.leaderboard.tables import build_leaderboard, format_table
 
     found = find_runs(runs_dir)
@@ -223,12 +235,7 @@ def table(
     for warning in caught:
         click.echo(f"note: {warning.message}", err=True)
     text = format_table(board, fmt, bold_best)  # type: ignore[arg-type]
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(output, text)
-        click.echo(f"wrote {output}", err=True)
+    _emit(text, output)
 
 
 @cli.command()
@@ -262,7 +269,7 @@ def compare(
     """Paired bootstrap comparison of stored runs against a baseline on the pairs all of them scored: per class
     and on average, the mean difference, its 95 % interval, a p-value and Holm-adjusted p-values across classes."""
     from cxrbench.benchmark.compare import format_comparison, paired_bootstrap, select_runs
-    from cxrbench.benchmark.store import find_runs, write_atomic
+    from cxrbench.benchmark.store import find_runs
 
     found = find_runs(runs_dir)
     for reason in found.skipped:
@@ -275,12 +282,7 @@ def compare(
     if comparison.n_dropped:
         click.echo(f"left out {comparison.n_dropped} pairs that not every run scored", err=True)
     text = format_comparison(comparison, fmt)  # type: ignore[arg-type]
-    if output is None:
-        click.echo(text, nl=False)
-    else:
-        output.parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(output, text)
-        click.echo(f"wrote {output}", err=True)
+    _emit(text, output)
 
 
 @cli.command("export-pairs")
