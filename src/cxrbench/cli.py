@@ -10,64 +10,13 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import click
 
 from cxrbench import __version__
+from cxrbench.commands.common import emit, open_dataset, parse_dataset_options, parse_options, split_list, write_frame
 from cxrbench.errors import CxrbenchError
 from cxrbench.registry import missing_module_error
-from cxrbench.types import Dataset
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-
-def _split(value: str | None) -> list[str] | None:
-    return [v.strip() for v in value.split(",") if v.strip()] if value else None
-
-
-def _dataset(name: str, data_root: Path | None, pairs: tuple[str, ...]) -> Dataset:
-    from cxrbench.registry import load_dataset
-
-    return load_dataset(name, data_root=str(data_root) if data_root else None, **_dataset_options(pairs))
-
-
-def _write_table(output: Path, frame: pd.DataFrame) -> None:
-    from cxrbench.benchmark.store import write_table
-
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_table(output, frame)
-
-
-def _emit(text: str, output: Path | None) -> None:
-    """Print `text`, or write it atomically to `output` (its folder created) and say so."""
-    from cxrbench.benchmark.store import write_atomic
-
-    if output is None:
-        click.echo(text, nl=False)
-        return
-    output.parent.mkdir(parents=True, exist_ok=True)
-    write_atomic(output, text)
-    click.echo(f"wrote {output}", err=True)
-
-
-def _options(pairs: tuple[str, ...]) -> dict[str, str]:
-    out = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CxrbenchError(f"--option takes KEY=VALUE, got {pair!r}")
-        out[key.replace("-", "_")] = value
-    return out
-
-
-def _dataset_options(pairs: tuple[str, ...]) -> dict[str, str]:
-    """-O KEY=VALUE pairs; the data root has its own option."""
-    options = _options(pairs)
-    if "data_root" in options:
-        raise CxrbenchError("give the data root with --data-root DIR, not -O data_root=...")
-    return options
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -164,14 +113,14 @@ def run(
         "device": device,
         "dtype": dtype,
         "allow_unverified_weights": allow_unverified_weights or None,
-        **_options(extra),
+        **parse_options(extra),
     }
     result = run_benchmark(
         method,
         dataset,
         data_root=str(data_root) if data_root else None,
         method_options=method_options,
-        dataset_options=_dataset_options(dataset_extra),
+        dataset_options=parse_dataset_options(dataset_extra),
         out=out,
         name=name,
         protocol=protocol,  # type: ignore[arg-type]
@@ -231,11 +180,13 @@ def table(
         click.echo(f"skipped: {reason}", err=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        board = build_leaderboard(found.runs, dataset, _split(methods), _split(metrics) or (), allow_mixed, protocol)
+        board = build_leaderboard(
+            found.runs, dataset, split_list(methods), split_list(metrics) or (), allow_mixed, protocol
+        )
     for warning in caught:
         click.echo(f"note: {warning.message}", err=True)
     text = format_table(board, fmt, bold_best)  # type: ignore[arg-type]
-    _emit(text, output)
+    emit(text, output)
 
 
 @cli.command()
@@ -274,15 +225,15 @@ def compare(
     found = find_runs(runs_dir)
     for reason in found.skipped:
         click.echo(f"skipped: {reason}", err=True)
-    names = _split(methods) or []
+    names = split_list(methods) or []
     if baseline is not None and baseline not in names:
         names.insert(0, baseline)
     runs = select_runs(found.runs, dataset, names)
-    comparison = paired_bootstrap(runs, baseline, _split(metrics) or (), n_resamples, seed)
+    comparison = paired_bootstrap(runs, baseline, split_list(metrics) or (), n_resamples, seed)
     if comparison.n_dropped:
         click.echo(f"left out {comparison.n_dropped} pairs that not every run scored", err=True)
     text = format_comparison(comparison, fmt)  # type: ignore[arg-type]
-    _emit(text, output)
+    emit(text, output)
 
 
 @cli.command("export-pairs")
@@ -297,9 +248,9 @@ def export_pairs_command(dataset: str, data_root: Path | None, dataset_extra: tu
 
     from cxrbench.baselines.predictions import export_pairs
 
-    samples = list(_dataset(dataset, data_root, dataset_extra))
+    samples = list(open_dataset(dataset, data_root, dataset_extra))
     rows = export_pairs(samples)
-    _write_table(output, pd.DataFrame(rows))
+    write_frame(output, pd.DataFrame(rows))
     broken = len(samples) - len(rows)
     click.echo(
         f"wrote {len(rows)} pairs to {output}" + (f" ({broken} unusable pairs left out)" if broken else ""), err=True
@@ -333,7 +284,7 @@ def prompts(input_path: Path, output: Path, extractor: str, weights: Path | None
     from cxrbench.anatomy.prompts import prompts_from_reports
 
     table = prompts_from_reports(input_path, extractor, weights)  # type: ignore[arg-type]
-    _write_table(output, table)
+    write_frame(output, table)
     click.echo(f"wrote {len(table)} prompts for {table['id'].nunique()} reports to {output}", err=True)
 
 
@@ -384,7 +335,7 @@ def datasets_describe(name: str, data_root: Path | None, dataset_extra: tuple[st
     """Pairs, images and boxes per class, next to the published reference sizes."""
     from cxrbench.datasets.describe import describe_dataset
 
-    click.echo(describe_dataset(_dataset(name, data_root, dataset_extra)).to_string(index=False))
+    click.echo(describe_dataset(open_dataset(name, data_root, dataset_extra)).to_string(index=False))
 
 
 @cli.command()
@@ -406,7 +357,7 @@ def curate(
     from cxrbench.datasets.mimic import curate_tuning_set, summary_lines
 
     table = curate_tuning_set(mimic_root, reports, lut_path, extractor, weights)  # type: ignore[arg-type]
-    _write_table(output, table)
+    write_frame(output, table)
     click.echo("\n".join([*summary_lines(table), f"wrote {output}"]))
 
 

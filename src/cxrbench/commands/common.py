@@ -1,0 +1,66 @@
+"""Option parsing and output helpers shared by every `cxrbench` subcommand."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import click
+
+from cxrbench.errors import CxrbenchError
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+    from cxrbench.types import Dataset
+
+
+def split_list(value: str | None) -> list[str] | None:
+    """`"a, b,"` -> `["a", "b"]`; None or "" -> None."""
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
+def parse_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    """`-o KEY=VALUE` pairs as a dict; dashes in keys become underscores."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise CxrbenchError(f"--option takes KEY=VALUE, got {pair!r}")
+        out[key.replace("-", "_")] = value
+    return out
+
+
+def parse_dataset_options(pairs: tuple[str, ...]) -> dict[str, str]:
+    """-O KEY=VALUE pairs; the data root has its own option."""
+    options = parse_options(pairs)
+    if "data_root" in options:
+        raise CxrbenchError("give the data root with --data-root DIR, not -O data_root=...")
+    return options
+
+
+def open_dataset(name: str, data_root: Path | None, pairs: tuple[str, ...]) -> Dataset:
+    """The registered dataset `name` with its --data-root and -O options."""
+    from cxrbench.registry import load_dataset
+
+    return load_dataset(name, data_root=str(data_root) if data_root else None, **parse_dataset_options(pairs))
+
+
+def write_frame(output: Path, frame: pd.DataFrame) -> None:
+    """Write a CSV table atomically, creating its folder."""
+    from cxrbench.benchmark.store import write_table
+
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_table(output, frame)
+
+
+def emit(text: str, output: Path | None) -> None:
+    """Print `text`, or write it atomically to `output` (its folder created) and say so."""
+    from cxrbench.benchmark.store import write_atomic
+
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    write_atomic(output, text)
+    click.echo(f"wrote {output}", err=True)
