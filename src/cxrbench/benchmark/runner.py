@@ -36,6 +36,7 @@ from cxrbench.benchmark.protocol import (
     check_heatmap,
     full_frame,
 )
+from cxrbench.benchmark.strata import box_fraction, box_side
 from cxrbench.benchmark.summary import RunIdentity, RunSummary, SummaryError
 from cxrbench.benchmark.weighted import score_square
 from cxrbench.capabilities import MethodSpec, describe
@@ -54,6 +55,8 @@ SCORE_COLUMNS = (
     *METRICS,
     *IOU_COLUMNS,
     "n_boxes",
+    "box_fraction",
+    "box_side",
     "cnr_undefined",
     "no_prediction",
 )
@@ -320,6 +323,8 @@ class _Engine:
             "auc_binned": scores.auc_binned,
             **dict(zip(IOU_COLUMNS, scores.iou, strict=True)),
             "n_boxes": len(sample.boxes),
+            "box_fraction": box_fraction(sample.boxes, sample.height, sample.width, self.protocol),
+            "box_side": box_side(sample.boxes, sample.width),
             "cnr_undefined": scores.cnr_undefined,
             "no_prediction": bool(self.spec.boxes and not prediction),
         }
