@@ -7,8 +7,8 @@ from ..conftest import require
 
 @pytest.fixture(scope="session")
 def bundle(tmp_path_factory):
-    require("torch")
-    require("generative")  # monai-generative, test-only (installed with --no-deps): writes the old names
+    for module in ("torch", "monai", "transformers", "safetensors", "generative", "open_clip"):
+        require(module)  # the `fixtures` extra: monai-generative writes the old names, open_clip ships CLIP's BPE
     from cxrbench.testing.ldm import write_tiny_bundle
     from cxrbench.weights import pin
 
