@@ -1,0 +1,182 @@
+"""Ablation sweeps: a grid of method options, each configuration stored as a named run (docs/ablations.md).
+
+A configuration is a set of `-o KEY=VALUE` method options. Its run is `run_benchmark` with those options and
+the configuration's name, so the run identity (method config included) tells configurations apart, a rerun
+resumes from the heatmap cache, and `cxrbench table --ablation METHOD` lays the runs out as an ablation table.
+"""
+
+from __future__ import annotations
+
+import itertools
+import re
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cxrbench.errors import CxrbenchError
+
+_NAME_CHARS = re.compile(r"[^A-Za-z0-9._-]")
+
+
+@dataclass(frozen=True)
+class Configuration:
+    """One point of a sweep: its run name and the method options it sets (strings, as `-o` gives them)."""
+
+    name: str
+    options: dict[str, str]
+
+
+def split_values(text: str) -> list[str]:
+    """`a,b,[3,4,6,7]` -> ["a", "b", "3,4,6,7"]: commas separate values except inside brackets."""
+    values, depth, current = [], 0, ""
+    for char in text:
+        if char == "[":
+            depth += 1
+        elif char == "]":
+            depth -= 1
+            if depth < 0:
+                raise CxrbenchError(f"--grid value {text!r} closes a bracket it never opened")
+        if char == "," and depth == 0:
+            values.append(current)
+            current = ""
+        else:
+            current += char
+    if depth:
+        raise CxrbenchError(f"--grid value {text!r} leaves a bracket open")
+    values.append(current)
+    values = [v.strip() for v in values]
+    values = [v[1:-1] if v.startswith("[") and v.endswith("]") else v for v in values]
+    if any(not v for v in values):
+        raise CxrbenchError(f"--grid value list {text!r} has an empty value")
+    return values
+
+
+def parse_grid(specs: Sequence[str]) -> dict[str, list[str]]:
+    """`--grid KEY=V1,V2` options as {key: [values]}, in the order given; a key may appear once."""
+    grid: dict[str, list[str]] = {}
+    for spec in specs:
+        key, sep, values = spec.partition("=")
+        key = key.strip().replace("-", "_")
+        if not sep or not key:
+            raise CxrbenchError(f"--grid takes KEY=V1,V2,..., got {spec!r}")
+        if key in grid:
+            raise CxrbenchError(f"--grid names {key!r} twice; list all its values in one --grid")
+        grid[key] = split_values(values)
+    return grid
+
+
+def configuration_name(method: str, options: dict[str, str]) -> str:
+    """`<method>@key-value+key-value`, characters a run name cannot hold replaced by '.'."""
+    if not options:
+        return method
+    parts = "+".join(f"{k}-{_NAME_CHARS.sub('.', v)}" for k, v in options.items())
+    return f"{method}@{parts}"
+
+
+def cartesian(method: str, grid: dict[str, list[str]]) -> list[Configuration]:
+    """Every combination of the grid's values, the first key varying slowest."""
+    keys = list(grid)
+    combos = itertools.product(*(grid[k] for k in keys))
+    configurations = []
+    for values in combos:
+        options = dict(zip(keys, values, strict=True))
+        configurations.append(Configuration(configuration_name(method, options), options))
+    return configurations
+
+
+def _text(value: Any, where: str) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (str, int, float)):
+        return str(value)
+    if isinstance(value, list) and all(isinstance(v, (str, int)) for v in value):
+        return ",".join(str(v) for v in value)
+    raise CxrbenchError(f"{where}: a value must be a string, number, boolean or list of them, got {value!r}")
+
+
+def read_grid_file(path: Path, method: str) -> list[Configuration]:
+    """A YAML (or JSON) grid file: `grid: {KEY: [V1, V2]}` for a cartesian product, or
+    `configurations: [{name: NAME, options: {KEY: VALUE}}]` for a list of named configurations."""
+    import yaml
+
+    try:
+        content = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise CxrbenchError(f"grid file {path}: cannot read it ({exc})") from exc
+    if not isinstance(content, dict) or set(content) - {"grid", "configurations"} or len(content) != 1:
+        raise CxrbenchError(f"grid file {path}: expected one top-level key, `grid` or `configurations`")
+    if "grid" in content:
+        grid = content["grid"]
+        if not isinstance(grid, dict) or not grid:
+            raise CxrbenchError(f"grid file {path}: `grid` must map each option to a list of values")
+        values = {}
+        for key, options in grid.items():
+            items = options if isinstance(options, list) else [options]
+            if not items:
+                raise CxrbenchError(f"grid file {path}: option {key!r} has no values")
+            values[str(key).replace("-", "_")] = [_text(v, f"grid file {path}, option {key!r}") for v in items]
+        return cartesian(method, values)
+    entries = content["configurations"]
+    if not isinstance(entries, list) or not entries:
+        raise CxrbenchError(f"grid file {path}: `configurations` must be a non-empty list")
+    configurations = []
+    for i, entry in enumerate(entries):
+        where = f"grid file {path}, configuration {i + 1}"
+        if not isinstance(entry, dict) or not isinstance(entry.get("options", {}), dict):
+            raise CxrbenchError(f"{where}: expected {{name: ..., options: {{KEY: VALUE}}}}")
+        options = {str(k).replace("-", "_"): _text(v, where) for k, v in (entry.get("options") or {}).items()}
+        name = entry.get("name")
+        configurations.append(Configuration(str(name) if name else configuration_name(method, options), options))
+    return configurations
+
+
+def check_configurations(configurations: Sequence[Configuration], fixed: dict[str, str]) -> None:
+    """Refuse an empty sweep, two configurations with one name, and a swept key also fixed with -o."""
+    if not configurations:
+        raise CxrbenchError("the sweep has no configuration; give --grid KEY=V1,V2 or --grid-file")
+    seen: dict[str, Configuration] = {}
+    for configuration in configurations:
+        if configuration.name in seen:
+            raise CxrbenchError(
+                f"two configurations are both named {configuration.name!r} ({seen[configuration.name].options} and "
+                f"{configuration.options}); name them in a grid file"
+            )
+        seen[configuration.name] = configuration
+        clash = sorted(set(configuration.options) & set(fixed))
+        if clash:
+            raise CxrbenchError(f"option(s) {', '.join(clash)} are both swept and fixed with -o; keep one")
+
+
+def run_sweep(
+    method: str,
+    dataset: str,
+    configurations: Sequence[Configuration],
+    *,
+    fixed_options: dict[str, str] | None = None,
+    on_configuration: Callable[[Configuration], None] | None = None,
+    **run_options: Any,
+) -> list[Any]:
+    """Run every configuration as `run_benchmark(method, dataset, name=..., method_options=fixed | options)`.
+
+    `run_options` go to every run (out, data_root, dataset_options, protocol, limit, seed, ...); a finished
+    configuration is not recomputed on a rerun (its heatmaps are cached), so a killed sweep resumes.
+    """
+    from cxrbench.benchmark.runner import run_benchmark
+
+    fixed = dict(fixed_options or {})
+    check_configurations(configurations, fixed)
+    results = []
+    for configuration in configurations:
+        if on_configuration is not None:
+            on_configuration(configuration)
+        results.append(
+            run_benchmark(
+                method,
+                dataset,
+                name=configuration.name,
+                method_options={**fixed, **configuration.options},
+                **run_options,
+            )
+        )
+    return results

@@ -1,0 +1,115 @@
+"""Ablation tables: one row per configuration of one method, the options that vary as columns, then the mean
+of each metric per class and for the Average (as the zero-shot paper's Tables II and III; docs/ablations.md)."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from cxrbench.benchmark.summary import RunSummary
+from cxrbench.errors import CxrbenchError
+from cxrbench.leaderboard.tables import METRIC_STYLE, Format, Leaderboard, build_leaderboard
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """The leaderboard of one method's runs, with the method options that differ between them."""
+
+    method: str
+    board: Leaderboard
+    varied: tuple[str, ...]
+    options: dict[str, dict[str, Any]]  # run name -> {varied key: value}
+
+    def mean(self, run: str, cls: str, metric: str) -> float | None:
+        value = self.board.value(cls, run, metric)
+        return None if value is None else value[0]
+
+
+def _display(value: Any) -> str:
+    return ",".join(map(str, value)) if isinstance(value, list) else str(value)
+
+
+def build_ablation(
+    runs: Sequence[RunSummary],
+    dataset: str | None,
+    method: str,
+    metrics: Sequence[str],
+    protocol: str | None = None,
+) -> Ablation:
+    """The stored runs of `method` (by their identity, whatever their names) on `dataset`, in name order."""
+    chosen = [r for r in runs if r.identity.method == method and (dataset is None or r.dataset == dataset)]
+    if not chosen:
+        methods = sorted({r.identity.method for r in runs if dataset is None or r.dataset == dataset})
+        raise CxrbenchError(f"no stored run of method {method!r}; runs exist for {', '.join(methods) or 'none'}")
+    names = sorted(r.name for r in chosen)
+    board = build_leaderboard(chosen, dataset, names, metrics, protocol=protocol)
+    configs = {r.name: r.identity.method_config for r in chosen}
+    keys = sorted({k for config in configs.values() for k in config})
+    varied = tuple(
+        k for k in keys if len({json.dumps(c.get(k), sort_keys=True, default=str) for c in configs.values()}) > 1
+    )
+    options = {name: {k: configs[name].get(k) for k in varied} for name in names}
+    return Ablation(method, board, varied, options)
+
+
+def _frame(ablation: Ablation) -> pd.DataFrame:
+    board = ablation.board
+    rows = []
+    for run in board.methods:
+        row: dict[Any, Any] = {("Run", ""): run}
+        row.update({(k, ""): _display(ablation.options[run][k]) for k in ablation.varied})
+        for cls in board.classes:
+            for metric in board.metrics:
+                mean = ablation.mean(run, cls, metric)
+                decimals = METRIC_STYLE[metric][2]
+                row[(cls, METRIC_STYLE[metric][0])] = "--" if mean is None else f"{mean:.{decimals}f}"
+        rows.append(row)
+    return pd.DataFrame(rows, columns=pd.MultiIndex.from_tuples(list(rows[0])))
+
+
+def to_markdown(ablation: Ablation) -> str:
+    frame = _frame(ablation)
+    header = [f"{a} {b}".strip() for a, b in frame.columns]
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":--"] * len(header)) + "|"]
+    lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    note = f"Ablation of {ablation.method}: means over the pairs; {ablation.board.footnote()}"
+    return "\n".join([*lines, "", note]) + "\n"
+
+
+def to_latex(ablation: Ablation) -> str:
+    """A booktabs tabular (\\usepackage{booktabs}): options, then a column group per class."""
+    frame = _frame(ablation)
+    fixed = 1 + len(ablation.varied)
+    styler = frame.style.hide(axis="index").format_index(escape="latex", axis=1).format(escape="latex")
+    body = styler.to_latex(
+        hrules=True, multicol_align="c", column_format="l" * fixed + "c" * (len(frame.columns) - fixed)
+    )
+    return f"% Ablation of {ablation.method}; {ablation.board.footnote()}\n{body}"
+
+
+def to_csv(ablation: Ablation) -> str:
+    """Numbers: run, the varied options, then <class>_<metric>[_low|_high] in the table's scale."""
+    board = ablation.board
+    rows = []
+    for run in board.methods:
+        row: dict[str, Any] = {"run": run, **{k: _display(v) for k, v in ablation.options[run].items()}}
+        for cls in board.classes:
+            for metric in board.metrics:
+                value = board.value(cls, run, metric) or (math.nan,) * 3
+                row.update(
+                    dict(zip((f"{cls}_{metric}", f"{cls}_{metric}_low", f"{cls}_{metric}_high"), value, strict=True))
+                )
+        rows.append(row)
+    return pd.DataFrame(rows).to_csv(index=False, float_format="%.6g")
+
+
+def format_ablation(ablation: Ablation, fmt: Format = "markdown") -> str:
+    formats = {"markdown": to_markdown, "latex": to_latex, "csv": to_csv}
+    if fmt not in formats:
+        raise CxrbenchError(f"unknown table format {fmt!r}; choose markdown, latex or csv")
+    return formats[fmt](ablation)
