@@ -131,7 +131,7 @@ def _class_order(names: Sequence[str]) -> tuple[str, ...]:
     return (*[c for c in PATHOLOGIES if c in present], *sorted(present - set(PATHOLOGIES)))
 
 
-def _common_pairs(scores: Mapping[str, pd.DataFrame], metrics: Sequence[str]) -> tuple[pd.DataFrame, int]:
+def common_pairs(scores: Mapping[str, pd.DataFrame], metrics: Sequence[str]) -> tuple[pd.DataFrame, int]:
     """One frame indexed by pair_id with class_name and <run>/<metric> columns, on the pairs every run scored;
     and the number of pairs left out because some run did not score them."""
     ids = [set(frame["pair_id"]) for frame in scores.values()]
@@ -163,7 +163,7 @@ def compare_scores(
     """The paired comparison of per-pair score frames (run name -> frame with pair_id, class_name and the
     metrics, as in scores.csv): every run other than `baseline` against it, on the pairs all of them scored."""
     _check_options(list(scores), baseline, metrics, n_resamples, seed)
-    joined, dropped = _common_pairs(scores, metrics)
+    joined, dropped = common_pairs(scores, metrics)
     if len(joined) < 2:
         raise CxrbenchError(
             f"the runs {', '.join(scores)} have {len(joined)} scored pair(s) in common; a paired comparison needs "
@@ -266,7 +266,7 @@ def read_scores(run: RunSummary, metrics: Sequence[str]) -> pd.DataFrame:
     return frame
 
 
-def _check_comparable(runs: Sequence[RunSummary]) -> None:
+def check_comparable(runs: Sequence[RunSummary]) -> None:
     """Refuse runs that were not scored on the same data, protocol and scorer (one line, naming the runs)."""
     for field, value in (
         ("dataset", lambda r: r.dataset),
@@ -311,7 +311,7 @@ def paired_bootstrap(
     scored; runs of different datasets, dataset manifests, protocols or scorer versions are refused."""
     baseline = baseline or (runs[0].name if runs else "")
     _check_options([r.name for r in runs], baseline, metrics, n_resamples, seed)
-    _check_comparable(runs)
+    check_comparable(runs)
     scores = {r.name: read_scores(r, metrics) for r in runs}
     result = compare_scores(scores, baseline, metrics, n_resamples, seed, confidence)
     return replace(result, dataset=runs[0].dataset, protocol=runs[0].protocol)
