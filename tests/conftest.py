@@ -1,5 +1,6 @@
 import importlib
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,6 +16,23 @@ def require(module: str):
     if REQUIRE_TORCH:
         return importlib.import_module(module)
     return pytest.importorskip(module)
+
+
+REQUIRE_LATEX = os.environ.get("CXRBENCH_REQUIRE_LATEX") == "1"
+
+
+def require_latex(*styles: str) -> None:
+    """pdflatex and the given .sty files (Debian: texlive-latex-recommended, texlive-science for siunitx); skip
+    without them, unless CI demands them (CXRBENCH_REQUIRE_LATEX=1, set by .ci/run: then the test fails)."""
+    missing = [] if shutil.which("pdflatex") else ["pdflatex"]
+    if not missing:
+        found = [subprocess.run(["kpsewhich", s], capture_output=True, check=False).returncode == 0 for s in styles]
+        missing = [s for s, ok in zip(styles, found, strict=True) if not ok]
+    if missing:
+        message = f"{', '.join(missing)} not installed (.ci/run installs it)"
+        if REQUIRE_LATEX:
+            pytest.fail(message)
+        pytest.skip(message)
 
 
 def require_torch():

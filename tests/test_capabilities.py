@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 
 from cxrbench.baselines.gaussians import CenterGaussian, OracleGaussian
+from cxrbench.baselines.lut_prior import LutPrior
 from cxrbench.baselines.predictions import BoxPredictions
 from cxrbench.benchmark.runner import run_benchmark
 from cxrbench.capabilities import MethodContractError, describe
@@ -42,6 +43,17 @@ def test_capabilities_of_the_built_in_kinds(tmp_path):
     assert describe(CenterGaussian()).needs_image and not describe(CenterGaussian()).cacheable
 
 
+def test_bounds_declare_themselves():
+    assert describe(OracleGaussian()).bound and describe(CenterGaussian()).bound and describe(LutPrior()).bound
+    assert not describe(Image()).bound and not describe(Batched()).bound
+
+    class Ceiling(Image):
+        name = "ceiling"
+        bound = True
+
+    assert describe(Ceiling()).bound
+
+
 class NoName:
     def heatmap(self, image, prompt):
         return image
@@ -74,6 +86,10 @@ class BadBatch(Batched):
     batch_size = 0
 
 
+class BadBound(Image):
+    bound = "yes"
+
+
 @pytest.mark.parametrize(
     ("method", "message"),
     [
@@ -84,6 +100,7 @@ class BadBatch(Batched):
         (BadFrame(), "frame must be one of square, full, auto, not 'cropped'"),
         (BadInterpolation(), "interpolation must be 'bilinear' or 'nearest', not 'bicubic'"),
         (BadBatch(), "batch_size must be a positive integer, not 0"),
+        (BadBound(), "bound must be True or False, not 'yes'"),
     ],
 )
 def test_contract_errors_name_what_is_wrong(method, message, tmp_path):

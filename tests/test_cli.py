@@ -7,9 +7,14 @@ def test_run_prints_the_table_and_writes_the_run(cli, tmp_path):
     result = cli("run", "--method", "oracle-gaussian", "--dataset", "demo", "--limit", "8", "--n-resamples", "100")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.strip().splitlines()
-    assert lines[0].startswith("| Class | N | oracle-gaussian CNR")
+    assert lines[0] == (
+        "| Class | N | *oracle-gaussian* CNR | *oracle-gaussian* mIoU (%) | *oracle-gaussian* AUC (%) |"
+    )
     assert lines[-3].startswith("| **Average** | 8 |")
-    assert lines[-1] == "Scored with the cxrbench protocol (docs/protocol.md)."
+    assert lines[-1].startswith("Scored with the cxrbench protocol (docs/protocol.md). Cells: mean [95% percentile")
+    # `table` shows the same metrics by default
+    table = cli("table", "runs").stdout.splitlines()
+    assert table[0] == lines[0] and table[-3] == lines[-3]
     assert "pair/s" in result.stderr  # progress bar
     summary = json.loads((tmp_path / "runs" / "demo" / "oracle-gaussian" / "summary.json").read_text())
     assert summary["settings"]["command"].endswith("--n-resamples 100")
@@ -68,13 +73,40 @@ def test_table_formats_and_output_file(cli, tmp_path):
     )
     assert latex.returncode == 0, latex.stderr
     tex = (tmp_path / "paper" / "table.tex").read_text()
-    assert tex.startswith("% Scored with the cxrbench protocol")
-    assert tex.splitlines()[1].startswith("\\begin{tabular}")
-    assert tex.index("center-gaussian") < tex.index("oracle-gaussian")
+    assert tex.startswith("% cxrbench table: needs \\usepackage{booktabs,siunitx,graphicx}")
+    assert tex.splitlines()[1].startswith("% Scored with the cxrbench protocol")
+    assert "\\begin{tabular}" in tex and "\\end{table}" in tex
+    assert tex.index("center-gaussian}") < tex.index("oracle-gaussian}")
     csv = cli("table", "runs", "--format", "csv", "--metrics", "auc")
     assert csv.stdout.splitlines()[0].startswith("class,n,protocol,center-gaussian_auc,center-gaussian_auc_low")
     markdown = cli("table", "runs", "--metrics", "cnr,auc_binned")
     assert "AUC-5 (%)" in markdown.stdout
+
+
+def test_table_refuses_empty_lists_and_shows_repeated_names_once(cli):
+    assert cli("run", "-m", "center-gaussian", "-d", "demo", "--limit", "8", "--n-resamples", "100").returncode == 0
+    empty = cli("table", "runs", "--metrics", ",")
+    assert empty.returncode == 2 and "error: --metrics names nothing" in empty.stderr and not empty.stdout
+    no_method = cli("table", "runs", "--methods", " , ")
+    assert no_method.returncode == 2 and "error: --methods names nothing" in no_method.stderr
+    twice = cli("table", "runs", "--methods", "center-gaussian,center-gaussian", "--metrics", "cnr,cnr")
+    assert twice.returncode == 0, twice.stderr
+    assert "note: --methods names center-gaussian more than once; shown once" in twice.stderr
+    assert "note: --metrics names cnr more than once; shown once" in twice.stderr
+    assert twice.stdout.splitlines()[0] == "| Class | N | *center-gaussian* CNR |"
+
+
+def test_table_options_reach_the_output(cli):
+    for method in ("center-gaussian", "oracle-gaussian"):
+        assert cli("run", "-m", method, "-d", "demo", "--limit", "8", "--n-resamples", "100").returncode == 0
+    rows = cli("table", "runs", "--layout", "methods", "--cell", "mean", "--metrics", "cnr", "--marks").stdout
+    assert rows.splitlines()[0].startswith("| Method | Pneumonia (N = 1) CNR |")
+    body = rows.splitlines()[2:4]
+    assert [line.split(" | ")[0] for line in body] == ["| *center-gaussian*", "| *oracle-gaussian*"]
+    assert not any("**" in line or "<u>" in line for line in body)  # only bounds: nothing is ranked
+    tex = cli("table", "runs", "--format", "latex", "--fit", "none", "--float", "table*").stdout
+    assert "\\begin{table*}[tbp]" in tex and "\\resizebox" not in tex
+    assert "\\resizebox{\\linewidth}{!}" in cli("table", "runs", "--format", "latex").stdout
 
 
 def test_list_and_version(cli):

@@ -1,14 +1,25 @@
 """Fault tests 1 and 2 (docs/reliability.md): unsafe and corrupt weight files never get unpickled."""
 
 import os
+import sys
 
 import pytest
 
 from cxrbench.errors import WeightsError
 from cxrbench.hashing import sha256_file
-from cxrbench.weights import PIN_FILE, WeightFile, load_state_dict, pin, repin, status, verify
+from cxrbench.weights import (
+    PIN_FILE,
+    WEIGHT_FILES,
+    WeightFile,
+    load_state_dict,
+    pin,
+    repin,
+    status,
+    verify,
+    weights_root,
+)
 
-from .conftest import require_torch
+from .conftest import require, require_torch
 
 FILE = WeightFile("ldm", "bundle/models/autoencoder.pth", "the test suite")
 
@@ -181,3 +192,146 @@ def test_bad_weights_folder_or_pin_file_is_one_line(cli, tmp_path):
     (root / PIN_FILE).write_text(f"{'0' * 64}  radgraph-xl/weights.th\nabc radgraph-xl/config.json\n")
     with pytest.raises(WeightsError, match=r"SHA256SUMS, line 2 is not '<sha256>  <path>'"):
         pin(root)
+
+
+# --- Reading a Hugging Face hub cache (docs/weights.md) ---------------------------------------------------------
+
+
+def _hub_env(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("CXRBENCH_HOME", str(tmp_path / "home"))
+
+
+def _biovil_hub(tmp_path):
+    """Tiny BioViL weights published into a hub cache as microsoft/BiomedVLP-CXR-BERT-specialized keeps them:
+    the image checkpoint and the CXR-BERT files at the repo's root, at revision v1.1 (hi-ml's pin) and main."""
+    from cxrbench.testing.biovil import write_tiny_biovil
+    from cxrbench.testing.hub import publish_folder
+
+    layout = write_tiny_biovil(tmp_path / "layout", "biovil", seed=3)
+    staged = tmp_path / "repo"
+    staged.mkdir()
+    (staged / "biovil_image_resnet50_proj_size_128.pt").write_bytes(
+        (layout / "biovil_image_resnet50_proj_size_128.pt").read_bytes()
+    )
+    for name in ("config.json", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json"):
+        (staged / name).write_bytes((layout / "BiomedVLP-CXR-BERT-specialized" / name).read_bytes())
+    hub = tmp_path / "hub"
+    publish_folder(hub, "microsoft/BiomedVLP-CXR-BERT-specialized", staged, revisions=("v1.1", "main"))
+    return hub, layout
+
+
+def test_hub_cache_fixture_is_one_huggingface_hub_reads(tmp_path):
+    from huggingface_hub import scan_cache_dir
+
+    from cxrbench.testing.hub import write_hub_repo
+
+    write_hub_repo(tmp_path, "org/name", {"config.json": b"{}", "w.safetensors": b"tensors"})
+    info = scan_cache_dir(tmp_path)
+    assert info.warnings == []
+    (repo,) = info.repos
+    assert repo.repo_id == "org/name" and {f.file_name for r in repo.revisions for f in r.files} == {
+        "config.json",
+        "w.safetensors",
+    }
+    assert next(iter(repo.revisions)).refs == frozenset({"main"})
+
+
+def test_weights_read_from_a_hub_cache_are_hashed_and_load(tmp_path, monkeypatch):
+    torch = require_torch()
+    require("health_multimodal")
+    from cxrbench.methods.biovil import BioVil
+    from cxrbench.weights import weights_root
+
+    _hub_env(monkeypatch, tmp_path)
+    hub, layout = _biovil_hub(tmp_path)
+    root = weights_root(hub)
+    assert root != hub and (root / "SOURCE").read_text().strip() == str(hub.resolve())
+    rows = {r["file"]: r for r in status(root) if r["family"] == "biovil"}
+    image = rows["biovil_image_resnet50_proj_size_128.pt"]
+    # Git LFS files verify against the sha256 the hub names their blob by; the small text files need a pin
+    assert image["status"] == "ok" and image["sha256"] == sha256_file(layout / "biovil_image_resnet50_proj_size_128.pt")
+    assert image["found"].startswith("hub microsoft/BiomedVLP-CXR-BERT-specialized@")
+    assert rows["BiomedVLP-CXR-BERT-specialized/pytorch_model.bin"]["status"] == "ok"
+    assert rows["BiomedVLP-CXR-BERT-specialized/vocab.txt"]["status"] == "present, no recorded sha256 (pin it)"
+    pinned = {c.path for c in pin(root)}
+    assert "BiomedVLP-CXR-BERT-specialized/vocab.txt" in pinned
+    method = BioVil(weights=hub)
+    expected = torch.load(layout / "biovil_image_resnet50_proj_size_128.pt", weights_only=True)
+    loaded = method.image_engine.model.state_dict()
+    assert all(torch.equal(loaded[k], v) for k, v in expected.items())
+    assert method.hashes["BiomedVLP-CXR-BERT-specialized/vocab.txt"] == sha256_file(
+        layout / "BiomedVLP-CXR-BERT-specialized" / "vocab.txt"
+    )
+
+
+def test_a_corrupt_hub_blob_is_refused_before_loading(tmp_path, monkeypatch):
+    _hub_env(monkeypatch, tmp_path)
+    hub, _ = _biovil_hub(tmp_path)
+    file = next(f for f in WEIGHT_FILES if f.path == "biovil_image_resnet50_proj_size_128.pt")
+    root = weights_root(hub)
+    blob = (root / file.path).resolve()
+    blob.write_bytes(blob.read_bytes()[:-10])
+    with pytest.raises(WeightsError, match="corrupt or not the published file"):
+        verify(file, root)
+    assert {r["file"]: r["status"] for r in status(root)}[file.path] == "MISMATCH"
+    assert file.path not in {c.path for c in pin(root)}  # pinning never approves it
+    with pytest.raises(WeightsError, match="corrupt or not the published file"):
+        verify(file, root)
+
+
+def test_the_default_hub_cache_serves_when_no_weights_folder_exists(cli, tmp_path, monkeypatch):
+    _hub_env(monkeypatch, tmp_path)
+    hub, _ = _biovil_hub(tmp_path)
+    monkeypatch.setenv("HF_HUB_CACHE", str(hub))
+    result = cli("weights")
+    assert result.returncode == 0, result.stderr
+    assert f"a view of the Hugging Face hub cache {hub.resolve()}" in result.stdout
+    lines = result.stdout.splitlines()
+    at = next(i for i, line in enumerate(lines) if "biovil_image_resnet50_proj_size_128.pt" in line)
+    assert lines[at].endswith(" ok") and "found: hub microsoft/BiomedVLP-CXR-BERT-specialized@" in lines[at + 1]
+    (tmp_path / "home" / "weights").mkdir()  # a layout folder exists: it is read, not the hub cache
+    assert "biovil_image_resnet50_proj_size_128.pt" in cli("weights").stdout
+    assert "hub cache" not in cli("weights").stdout
+
+
+def test_pytorch_model_bin_stands_in_for_a_missing_safetensors(tmp_path, monkeypatch):
+    torch = require_torch()
+    require("transformers")
+    from transformers import CLIPTextModel
+
+    from cxrbench.testing.hub import publish_folder
+    from cxrbench.testing.ldm import text_encoder
+
+    _hub_env(monkeypatch, tmp_path)
+    torch.manual_seed(0)
+    model = text_encoder(vocab_size=50, bos=0, eos=1, hidden_size=32, heads=2)
+    model.save_pretrained(tmp_path / "sd" / "text_encoder", safe_serialization=False)
+    assert not (tmp_path / "sd" / "text_encoder" / "model.safetensors").exists()
+    hub = tmp_path / "hub"
+    publish_folder(hub, "stabilityai/stable-diffusion-2-1-base", tmp_path / "sd")
+    root = weights_root(hub)
+    file = next(f for f in WEIGHT_FILES if f.path.endswith("text_encoder/model.safetensors"))
+    path = verify(file, root)
+    assert path == root / "stable-diffusion-2-1-base/text_encoder/pytorch_model.bin"
+    assert {r["file"]: r["status"] for r in status(root)}[str(path.relative_to(root))] == "ok"
+    loaded = CLIPTextModel.from_pretrained(str(path.parent), local_files_only=True)
+    state, expected = loaded.state_dict(), model.state_dict()
+    assert state.keys() == expected.keys() and all(torch.equal(state[k], v) for k, v in expected.items())
+    # a layout folder: the stand-in is pinned under its own name and verified like any file
+    local = tmp_path / "w" / "stable-diffusion-2-1-base" / "text_encoder"
+    local.mkdir(parents=True)
+    (local / "pytorch_model.bin").write_bytes(path.read_bytes())
+    assert [c.path for c in pin(tmp_path / "w")] == ["stable-diffusion-2-1-base/text_encoder/pytorch_model.bin"]
+    assert verify(file, tmp_path / "w") == local / "pytorch_model.bin"
+
+
+def test_without_huggingface_hub_a_hub_cache_is_one_clear_error(tmp_path, monkeypatch):
+    from cxrbench.testing.hub import write_hub_repo
+
+    _hub_env(monkeypatch, tmp_path)
+    write_hub_repo(tmp_path / "hub", "org/name", {"config.json": b"{}"})
+    monkeypatch.setitem(sys.modules, "huggingface_hub", None)  # a base install: the package is absent
+    with pytest.raises(WeightsError, match=r"reading the Hugging Face hub cache .*hub needs huggingface_hub"):
+        weights_root(tmp_path / "hub")
+    assert weights_root() == tmp_path / "home" / "weights"  # no layout folder, no hub cache to fall back on

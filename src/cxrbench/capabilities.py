@@ -12,8 +12,10 @@ A method is an object with a `name` and exactly one way to produce predictions:
 
 Optional attributes, checked here too: `frame` ("square", "full" = already H x W, "auto" = decide per map),
 `interpolation` ("bilinear", "nearest") for resizing square maps, `cacheable` (False for methods cheaper to
-recompute than to read back), `config()` (everything that changes the output: the cache key). `describe`
-checks a method once, when a run starts, and the runner picks its path from the result.
+recompute than to read back), `bound` (True for a reference that is not a competitor, such as an oracle upper
+bound or an image-independent floor: tables set it apart and never mark it best; docs/results.md, "Tables"),
+`config()` (everything that changes the output: the cache key). `describe` checks a method once, when a run
+starts, and the runner picks its path from the result.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ class MethodSpec:
     interpolation: Interpolation
     cacheable: bool
     batch_size: int
+    bound: bool = False
 
     @property
     def needs_image(self) -> bool:
@@ -117,4 +120,8 @@ def describe(method: Any) -> MethodSpec:
         raise MethodContractError(f"{label}: interpolation must be 'bilinear' or 'nearest', not {interpolation!r}")
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise MethodContractError(f"{label}: batch_size must be a positive integer, not {batch_size!r}")
-    return MethodSpec(name, found[0], frame, interpolation, bool(getattr(method, "cacheable", True)), batch_size)
+    bound = getattr(method, "bound", False)
+    if not isinstance(bound, bool):
+        raise MethodContractError(f"{label}: bound must be True or False, not {bound!r}")
+    cacheable = bool(getattr(method, "cacheable", True))
+    return MethodSpec(name, found[0], frame, interpolation, cacheable, batch_size, bound)

@@ -14,7 +14,14 @@ from pathlib import Path
 import click
 
 from cxrbench import __version__
+from cxrbench.commands.breakdown import breakdown
 from cxrbench.commands.common import emit, open_dataset, parse_dataset_options, parse_options, split_list, write_frame
+from cxrbench.commands.figure import figure
+from cxrbench.commands.plot import plot
+from cxrbench.commands.report import report
+from cxrbench.commands.sweep import sweep
+from cxrbench.commands.verify import verify
+from cxrbench.commands.weights import weights
 from cxrbench.errors import CxrbenchError
 from cxrbench.registry import missing_module_error
 
@@ -105,7 +112,7 @@ def run(
 ) -> None:
     """Run METHOD on DATASET, cache heatmaps, score every pair and print the per-class table."""
     from cxrbench.benchmark.runner import run_benchmark
-    from cxrbench.leaderboard.tables import build_leaderboard, to_markdown
+    from cxrbench.leaderboard.tables import build_leaderboard, default_metrics, to_markdown
 
     method_options = {
         "weights": weights,
@@ -133,8 +140,7 @@ def run(
         progress=not no_progress,
     )
     summary = result.summary
-    auc = "auc_binned" if summary.protocol == "published" else "auc"  # the AUC the published tables report
-    click.echo(to_markdown(build_leaderboard([summary], metrics=("cnr", "miou", auc))), nl=False)
+    click.echo(to_markdown(build_leaderboard([summary], metrics=default_metrics(summary.protocol))), nl=False)
     timings = summary.timings
     cached = f"{timings['heatmaps_from_cache']} heatmaps from cache, " if summary.settings["cached"] else ""
     click.echo(
@@ -151,28 +157,71 @@ def run(
 @cli.command()
 @click.argument("runs_dir", type=click.Path(path_type=Path), default=Path("runs"))
 @click.option("--dataset", "-d", help="Dataset to tabulate (needed when RUNS_DIR holds several).")
-@click.option("--methods", help="Comma-separated methods, in column order (default: all, by name).")
+@click.option("--methods", help="Comma-separated methods, in column order, bounds last (default: all, by name).")
 @click.option(
-    "--metrics", default="cnr,miou", show_default=True, help="Comma-separated: cnr, miou, auc, auc_binned, cnr_signed."
+    "--metrics",
+    help="Comma-separated: cnr, miou, auc, auc_binned, cnr_signed [default: cnr,miou,auc; auc_binned for "
+    "published-protocol runs].",
 )
 @click.option("--format", "fmt", type=click.Choice(["markdown", "latex", "csv"]), default="markdown", show_default=True)
 @click.option("--output", type=click.Path(path_type=Path), help="Write to this file instead of stdout.")
-@click.option("--bold-best", is_flag=True, help="Bold the best mean per class and metric.")
+@click.option(
+    "--marks",
+    "--bold-best",
+    "marks",
+    is_flag=True,
+    help="Bold the best and underline the second best mean per class and metric (bounds excepted); a dagger where "
+    "the best is significantly better than the second best (paired bootstrap, p < 0.05).",
+)
+@click.option(
+    "--cell",
+    type=click.Choice(["ci", "pm", "mean"]),
+    default="ci",
+    show_default=True,
+    help="ci: mean [low, high]; pm: mean ± half the interval's width; mean: the mean alone.",
+)
+@click.option(
+    "--layout",
+    type=click.Choice(["classes", "methods"]),
+    default="classes",
+    show_default=True,
+    help="classes: a row per class, a column group per method; methods: a row per method, a column group per class.",
+)
+@click.option(
+    "--fit",
+    type=click.Choice(["textwidth", "none"]),
+    default="textwidth",
+    show_default=True,
+    help="LaTeX: scale the tabular down to the line width when it is wider (none: natural width).",
+)
+@click.option(
+    "--float",
+    "float_env",
+    type=click.Choice(["table", "table*"]),
+    default="table",
+    show_default=True,
+    help="LaTeX float (table*: across both columns of a two-column document).",
+)
 @click.option("--protocol", type=click.Choice(["cxrbench", "published"]), help="Only runs scored with this protocol.")
 @click.option("--allow-mixed", is_flag=True, help="Show runs on different dataset versions side by side, marked.")
 def table(
     runs_dir: Path,
     dataset: str | None,
     methods: str | None,
-    metrics: str,
+    metrics: str | None,
     fmt: str,
     output: Path | None,
-    bold_best: bool,
+    marks: bool,
+    cell: str,
+    layout: str,
+    fit: str,
+    float_env: str,
     protocol: str | None,
     allow_mixed: bool,
 ) -> None:
-    """Build the leaderboard from the runs stored under RUNS_DIR (default: runs)."""
+    """Build the leaderboard from the runs stored under RUNS_DIR (default: runs); docs/results.md, "Tables"."""
     from cxrbench.benchmark.store import find_runs
+    from cxrbench.leaderboard.marks import table_marks
     from cxrbench.leaderboard.tables import build_leaderboard, format_table
 
     found = find_runs(runs_dir)
@@ -180,12 +229,11 @@ def table(
         click.echo(f"skipped: {reason}", err=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        board = build_leaderboard(
-            found.runs, dataset, split_list(methods), split_list(metrics) or (), allow_mixed, protocol
-        )
+        board = build_leaderboard(found.runs, dataset, split_list(methods), split_list(metrics), allow_mixed, protocol)
+        chosen = table_marks(board, found.runs) if marks and fmt != "csv" else None
     for warning in caught:
         click.echo(f"note: {warning.message}", err=True)
-    text = format_table(board, fmt, bold_best)  # type: ignore[arg-type]
+    text = format_table(board, fmt, chosen, cell, layout, fit, float_env)  # type: ignore[arg-type]
     emit(text, output)
 
 
@@ -286,40 +334,6 @@ def prompts(input_path: Path, output: Path, extractor: str, weights: Path | None
     table = prompts_from_reports(input_path, extractor, weights)  # type: ignore[arg-type]
     write_frame(output, table)
     click.echo(f"wrote {len(table)} prompts for {table['id'].nunique()} reports to {output}", err=True)
-
-
-@cli.command()
-@click.option("--weights", type=click.Path(path_type=Path), help="Weights folder (default: $CXRBENCH_HOME/weights).")
-@click.option(
-    "--pin",
-    is_flag=True,
-    help="Record the sha256 of the present files that have none yet in <weights>/SHA256SUMS "
-    "(a pinned file whose content changed is refused).",
-)
-@click.option(
-    "--repin",
-    multiple=True,
-    metavar="FILE",
-    help="Replace the recorded sha256 of FILE (as listed, e.g. radgraph-xl/weights.th) after you fetched it again.",
-)
-def weights(weights: Path | None, pin: bool, repin: tuple[str, ...]) -> None:
-    """List the weight files each method family needs, whether they are present and verified."""
-    from cxrbench import weights as registry
-
-    root = registry.weights_root(weights)
-    if weights is not None or pin or repin:
-        registry.check_folder(root)
-    if repin:
-        for change in registry.repin(root, repin):
-            click.echo(f"{change.path}: sha256 {change.old or 'none'} -> {change.new}", err=True)
-    if pin:
-        recorded = registry.pin(root)
-        click.echo(f"recorded {len(recorded)} new hash(es) in {root / registry.PIN_FILE}", err=True)
-    click.echo(f"weights folder: {root}" + ("" if root.is_dir() else " (does not exist yet)"))
-    for row in registry.status(root):
-        click.echo(f"  {row['family']:<9} {row['file']:<72} {row['status']}")
-        if row["status"] == "missing":
-            click.echo(f"  {'':<9} from: {row['source']}")
 
 
 @cli.group()
@@ -477,6 +491,11 @@ def lut_show(lut_path: Path | None, output: Path) -> None:
     from cxrbench.anatomy.lut import load_lut
 
     click.echo(f"wrote {draw_lut(load_lut(lut_path), output)}")
+
+
+for _command_module in (breakdown, figure, plot, report, sweep, weights):
+    cli.add_command(_command_module)
+datasets.add_command(verify)
 
 
 def _command(argv: list[str] | None) -> str:

@@ -4,7 +4,6 @@ a direct numpy bootstrap and against the runs' own class rows, refusals, the thr
 
 import dataclasses
 import math
-import shutil
 import subprocess
 import zlib
 from io import StringIO
@@ -28,6 +27,8 @@ from cxrbench.benchmark.compare import select_runs
 from cxrbench.benchmark.runner import run_benchmark
 from cxrbench.cli import cli as cxrbench_cli
 from cxrbench.errors import CxrbenchError
+
+from ..conftest import require_latex
 
 SIDE_PROMPTS = {  # hand-labelled: the patient side each prompt names
     "right lower pneumonia": "right",
@@ -309,8 +310,8 @@ def test_formats_show_the_cells_counts_and_cut_points(demo_runs):
 
 
 @pytest.mark.latex
-@pytest.mark.skipif(shutil.which("pdflatex") is None, reason="pdflatex not installed (.ci/run installs it)")
 def test_latex_compiles(demo_runs, tmp_path):
+    require_latex("booktabs.sty")
     tex = format_breakdown(breakdown(_demo(demo_runs), "box-size", metrics=("cnr",), n_resamples=100), "latex")
     rng = np.random.default_rng(4)
     names = {"ours_v2+x": _scores(rng), "base@published": _scores(rng)}  # characters run names may hold

@@ -87,7 +87,8 @@ def test_protocols_get_their_own_folders_and_share_the_heatmap_cache(tmp_path):
         build_leaderboard(runs)
     board = build_leaderboard(runs, protocol="published")
     assert board.methods == ("counting@published",)
-    assert to_markdown(board).splitlines()[-1] == "Scored with the published protocol (docs/protocol.md)."
+    assert board.metrics == ("cnr", "miou", "auc_binned")  # the AUC the published tables report, as `run` shows
+    assert to_markdown(board).splitlines()[-1].startswith("Scored with the published protocol (docs/protocol.md).")
 
 
 class _DiskFull:
@@ -216,8 +217,8 @@ def test_table_refuses_runs_on_other_data_unless_allowed(tmp_path):
         build_leaderboard(runs)
     board = build_leaderboard(runs, allow_mixed=True)
     text = to_markdown(board)
-    assert "oracle-like [data ffffffff] CNR" in text
-    assert f"center-gaussian [data {a.summary.identity.manifest_sha256[:8]}] CNR" in text
+    assert "*oracle-like [data ffffffff]* CNR" in text  # a copy of center-gaussian: a bound, in italics
+    assert f"*center-gaussian [data {a.summary.identity.manifest_sha256[:8]}]* CNR" in text
     assert "different versions of the dataset" in text.splitlines()[-1]
 
 
@@ -425,7 +426,9 @@ def test_cli_run_conflict_and_protocol(cli, tmp_path):
         "run", "-m", "center-gaussian", "-d", "demo", "--limit", "6", "--protocol", "published", "--no-progress"
     )
     assert published.returncode == 0, published.stderr
-    assert published.stdout.strip().splitlines()[-1] == "Scored with the published protocol (docs/protocol.md)."
+    assert (
+        published.stdout.strip().splitlines()[-1].startswith("Scored with the published protocol (docs/protocol.md).")
+    )
     mixed = cli("table", "runs")
     assert mixed.returncode == 2 and "different protocols" in mixed.stderr
     assert "center-gaussian@published" in cli("table", "runs", "--protocol", "published").stdout
@@ -478,3 +481,57 @@ def test_bad_heatmaps_are_named_for_what_they_are(heatmap, message):
 
     with pytest.raises(MethodOutputError, match=message):
         check_heatmap(heatmap)
+
+
+def _link_summary_to(tmp_path, target):
+    """A stored run whose summary.json is replaced by a link to `target`, beside a good run."""
+    _run("center-gaussian", tmp_path)
+    bad = tmp_path / "demo" / "odd"
+    bad.mkdir()
+    (bad / store.SUMMARY).symlink_to(target)
+    return bad / store.SUMMARY
+
+
+@pytest.mark.parametrize("kind", ["device", "fifo", "folder"])
+def test_a_summary_that_is_not_a_regular_file_is_refused_without_reading(tmp_path, kind):
+    if kind == "fifo":
+        target = tmp_path / "pipe"
+        os.mkfifo(target)  # opening it for reading would wait for a writer forever
+    elif kind == "folder":
+        target = tmp_path / "folder"
+        target.mkdir()
+    else:
+        target = "/dev/zero"  # reading it would never end
+    link = _link_summary_to(tmp_path, target)
+    found = store.find_runs(tmp_path)
+    assert [r.name for r in found.runs] == ["center-gaussian"]
+    (reason,) = found.skipped
+    assert str(link) in reason
+    with pytest.raises(SummaryError, match="is not a regular file"):
+        RunSummary.read(link)
+
+
+def test_a_huge_summary_is_refused_without_reading_it(tmp_path):
+    from cxrbench.benchmark.summary import MAX_BYTES
+
+    huge = tmp_path / "huge.json"
+    with huge.open("wb") as handle:
+        handle.truncate(MAX_BYTES + 1)  # sparse: no disk used
+    link = _link_summary_to(tmp_path, huge)
+    with pytest.raises(SummaryError, match=f"is {MAX_BYTES + 1} bytes, more than a summary's {MAX_BYTES}"):
+        RunSummary.read(link)
+    (reason,) = store.find_runs(tmp_path).skipped
+    assert "more than a summary's" in reason
+
+
+def test_a_heatmaps_folder_that_is_not_a_cache_is_reported_not_searched(tmp_path):
+    Counting.calls = 0
+    counted = _run(Counting(), tmp_path / "runs")
+    assert (tmp_path / "runs" / "demo" / store.HEATMAPS / "counting").is_dir()  # a real cache: not reported
+    assert store.find_runs(tmp_path).skipped == []
+    _copy_run(counted.run_dir, tmp_path / "old" / store.HEATMAPS / "demo" / "kept", lambda r: r.update(name="kept"))
+    found = store.find_runs(tmp_path)
+    assert [r.name for r in found.runs] == ["counting"]
+    (reason,) = found.skipped
+    assert reason.startswith(f"{tmp_path / 'old' / store.HEATMAPS}: not searched for runs")
+    assert "rename it" in reason

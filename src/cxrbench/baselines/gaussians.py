@@ -34,6 +34,7 @@ class OracleGaussian:
     """
 
     name = "oracle-gaussian"
+    bound = True  # a reference, not a competitor (docs/results.md, "Tables")
     frame = "full"
     cacheable = False
 
@@ -53,6 +54,7 @@ class CenterGaussian:
     prompt. Any method that reads the image should beat it."""
 
     name = "center-gaussian"
+    bound = True  # a reference, not a competitor (docs/results.md, "Tables")
     cacheable = False
 
     def __init__(self, size: int = 256):

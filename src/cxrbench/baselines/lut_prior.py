@@ -21,6 +21,7 @@ class LutPrior:
     """Gaussian prior of the prompt's location(s); needs "{location} {pathology}" prompts."""
 
     name = "lut-prior"
+    bound = True  # a reference, not a competitor (docs/results.md, "Tables")
     cacheable = False
 
     def __init__(self, lut: str | Path | None = None):

@@ -30,7 +30,6 @@ from cxrbench.anatomy.rules import anatomy_locations
 from cxrbench.anatomy.vocabulary import PATHOLOGIES, SIDED_LOCATIONS
 from cxrbench.benchmark.bootstrap import MIN_RESAMPLES, group_seed, percentile_interval, resample_means
 from cxrbench.benchmark.compare import (
-    DEFAULT_METRICS,
     METRICS,
     check_comparable,
     common_pairs,
@@ -39,7 +38,7 @@ from cxrbench.benchmark.compare import (
 from cxrbench.benchmark.strata import BOX_SIDES
 from cxrbench.benchmark.summary import RunSummary
 from cxrbench.errors import CxrbenchError
-from cxrbench.leaderboard.tables import METRIC_STYLE
+from cxrbench.leaderboard.tables import DEFAULT_METRICS, METRIC_STYLE
 
 Format = Literal["markdown", "latex", "csv"]
 BY: tuple[str, ...] = ("box-size", "side", "n-boxes", "prompt-length", "class")

@@ -30,11 +30,10 @@ from cxrbench.benchmark.aggregate import AVERAGE
 from cxrbench.benchmark.bootstrap import MIN_RESAMPLES, group_seed, percentile_interval
 from cxrbench.benchmark.summary import RunSummary
 from cxrbench.errors import CxrbenchError
-from cxrbench.leaderboard.tables import METRIC_STYLE
+from cxrbench.leaderboard.tables import DEFAULT_METRICS, METRIC_STYLE
 
 Format = Literal["markdown", "latex", "csv", "json"]
 METRICS = ("cnr", "miou", "auc", "auc_binned", "cnr_signed")
-DEFAULT_METRICS = ("cnr", "miou", "auc")
 ROW_COLUMNS = ("method", "baseline", "metric", "class", "n", "diff", "low", "high", "p", "p_holm")
 # Uniforms are drawn in blocks of this many resamples so memory stays bounded (the draws do not depend on it).
 _BLOCK = 1000

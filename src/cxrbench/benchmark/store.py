@@ -236,15 +236,39 @@ class FoundRuns:
     skipped: list[str]
 
 
-def _run_folders(root: Path) -> list[Path]:
-    """Every folder under `root` (itself included) that holds a run's summary; hidden folders and the heatmap
-    caches are not searched."""
-    found = []
+def _is_heatmap_cache(folder: Path) -> bool:
+    """Whether a folder named `heatmaps` looks like the heatmap cache: no summary of its own, and one flat folder
+    of entries per method (cache.py); unreadable folders count as caches (they are not searched either way)."""
+    try:
+        with os.scandir(folder) as entries:
+            for entry in entries:
+                if entry.name == SUMMARY:
+                    return False
+                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                    continue
+                with os.scandir(entry.path) as inner:
+                    if any(e.is_dir(follow_symlinks=False) and not e.name.startswith(".") for e in inner):
+                        return False
+    except OSError:
+        return True
+    return True
+
+
+def _run_folders(root: Path) -> tuple[list[Path], list[str]]:
+    """Every folder under `root` (itself included) that holds a run's summary, and one line per folder named
+    `heatmaps` that was not searched although it is not a heatmap cache. Hidden folders and heatmap caches are
+    not searched."""
+    found, unsearched = [], []
     for dirpath, dirnames, filenames in os.walk(root):
+        for name in [d for d in dirnames if d == HEATMAPS and not _is_heatmap_cache(Path(dirpath) / d)]:
+            unsearched.append(
+                f"{Path(dirpath) / name}: not searched for runs: '{HEATMAPS}' folders hold heatmap caches, and this "
+                f"one holds more than a cache; rename it to list the runs in it"
+            )
         dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != HEATMAPS)
         if SUMMARY in filenames or SUMMARY in dirnames:
             found.append(Path(dirpath))
-    return found
+    return found, unsearched
 
 
 def find_runs(root: str | os.PathLike[str]) -> FoundRuns:
@@ -256,8 +280,8 @@ def find_runs(root: str | os.PathLike[str]) -> FoundRuns:
     if not root.is_dir():
         raise CxrbenchError(f"runs folder {root} does not exist; create runs with `cxrbench run` first")
     runs: list[RunSummary] = []
-    skipped: list[str] = []
-    for folder in _run_folders(root):
+    folders, skipped = _run_folders(root)
+    for folder in folders:
         try:
             summary = stored_summary(folder)
         except SummaryError as exc:

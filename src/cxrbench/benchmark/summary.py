@@ -7,6 +7,8 @@ and a file of another layout is refused with a message, never half-read (docs/re
 from __future__ import annotations
 
 import json
+import os
+import stat
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -14,6 +16,8 @@ from typing import Any
 from cxrbench.errors import CxrbenchError
 
 SCHEMA_VERSION = 2
+# A summary is a few tens of kB; anything much larger is not one (and is not read into memory).
+MAX_BYTES = 16 * 1024 * 1024
 
 
 class SummaryError(CxrbenchError):
@@ -180,12 +184,37 @@ class RunSummary:
 
     @classmethod
     def read(cls, path: Path) -> RunSummary:
-        try:
-            data = Path(path).read_bytes()
-        except OSError as exc:
-            raise SummaryError(f"cannot read run summary {path}: {exc.strerror or exc}") from exc
+        """Read and check a summary.json; a file that is not a regular file (a device, a FIFO, a folder) or is
+        larger than MAX_BYTES is refused without reading it."""
+        data = _read_regular(Path(path), MAX_BYTES)
         try:
             text = data.decode("utf-8")
         except UnicodeDecodeError as exc:
             raise SummaryError(f"{path} is not UTF-8 text ({exc.reason} at byte {exc.start})") from exc
         return cls.from_json(text, Path(path))
+
+
+def _read_regular(path: Path, limit: int) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. Opened non-blocking (a FIFO does not wait for a
+    writer) and checked on the open descriptor, so what is checked is what is read."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as exc:
+        raise SummaryError(f"cannot read run summary {path}: {exc.strerror or exc}") from exc
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            raise SummaryError(f"run summary {path} is not a regular file; move it away")
+        if info.st_size > limit:
+            raise SummaryError(
+                f"run summary {path} is {info.st_size} bytes, more than a summary's {limit}; move it away"
+            )
+        with os.fdopen(fd, "rb", closefd=False) as handle:
+            data = handle.read(limit + 1)
+    except OSError as exc:
+        raise SummaryError(f"cannot read run summary {path}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    if len(data) > limit:  # it grew while being read
+        raise SummaryError(f"run summary {path} is more than a summary's {limit} bytes; move it away")
+    return data

@@ -6,6 +6,8 @@ Layout (the PhysioNet releases unpacked together; `reports=DIR` if the reports l
 `<root>/mimic-cxr-2.0.0-chexpert.csv[.gz]`, `<root>/mimic-cxr-2.0.0-metadata.csv[.gz]`,
 `<root>/files/pXX/pXXXXXXXX/sXXXXXXXX/<dicom_id>.jpg` (MIMIC-CXR-JPG) and the reports
 `files/pXX/pXXXXXXXX/sXXXXXXXX.txt` (mimic-cxr-reports.zip) under `<root>` or `<root>/mimic-cxr-reports`.
+A PhysioNet download is read as it lies: `<root>` may be a folder above `files/mimic-cxr-jpg/<version>/`
+(`physionet.org`; the newest version), whose `files/mimic-cxr/<version>/files/` then gives the reports.
 Only the FINDINGS and IMPRESSION sections are read when the report has them (the indication's "evaluate for
 pneumonia" is a question, not a finding).
 """
@@ -22,6 +24,7 @@ import pandas as pd
 from cxrbench.anatomy.extract import Extractor, report_findings
 from cxrbench.anatomy.lut import Gaussian2D, load_lut
 from cxrbench.anatomy.vocabulary import PATHOLOGIES, parse_prompt
+from cxrbench.datasets.physionet import project_root
 from cxrbench.datasets.tables import check_id, parse_number, read_table, where
 from cxrbench.errors import DataError
 
@@ -84,9 +87,12 @@ def curate_tuning_set(
     views: tuple[str, ...] = ("PA", "AP"),
 ) -> pd.DataFrame:
     """One row per (frontal image, prompt): see COLUMNS; Gaussian parameters are ";"-joined per location."""
-    root = Path(mimic_root)
-    if not root.is_dir():
-        raise DataError(f"MIMIC-CXR root {root} does not exist")
+    base = Path(mimic_root)
+    if not base.is_dir():
+        raise DataError(f"MIMIC-CXR root {base} does not exist")
+    root, mirrored_reports = project_root(base, "mimic-cxr-jpg"), project_root(base, "mimic-cxr")
+    if reports is None and mirrored_reports != base and (mirrored_reports / "files").is_dir():
+        reports = mirrored_reports
     if reports is None:
         reports = root / "mimic-cxr-reports" if (root / "mimic-cxr-reports" / "files").is_dir() else root
     reports, table = Path(reports), load_lut(lut)

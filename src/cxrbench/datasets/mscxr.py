@@ -4,10 +4,13 @@ rewritten to "{location} {pathology}" (pairs whose sentence names no location ar
 
 Layout: `<data_root>/MS_CXR_Local_Alignment_v*.csv` (the newest version wins, or `csv=FILE`) and the
 MIMIC-CXR-JPG `files/` tree that the CSV's `path` column is relative to (under `<data_root>`, or
-`images=DIR`). Rows with the same (dicom_id, label_text) are one pair with several boxes; a row repeating a
-box is dropped with a warning. A pair whose rows cannot be used (bad box or dicom_id, unknown category, rows
-disagreeing on the image's size or path, a path leaving the data root) becomes an error pair that the runner
-reports, so one bad row never hides the rest.
+`images=DIR`). PhysioNet downloads are read as they lie: `<data_root>` may be the MS-CXR version root
+(`physionet.org/files/ms-cxr/1.1.0`) or a folder above it (`physionet.org`, whose newest `ms-cxr` and
+`mimic-cxr-jpg` versions are used), `images=` the MIMIC-CXR-JPG version root, its `files/`, or a folder above.
+Rows with the same (dicom_id, label_text) are one pair with several boxes; a row repeating a box is dropped
+with a warning. A pair whose rows cannot be used (bad box or dicom_id, unknown category, rows disagreeing on the
+image's size or path, a path leaving the data root) becomes an error pair that the runner reports, so one bad
+row never hides the rest.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from cxrbench.anatomy.extract import Extractor, extract_locations
 from cxrbench.anatomy.rules import anatomy_locations
 from cxrbench.anatomy.vocabulary import PATHOLOGIES, make_prompt
 from cxrbench.datasets.images import jpg_source
+from cxrbench.datasets.physionet import project_root, release
 from cxrbench.datasets.tables import check_id, inside_root, parse_box, parse_int, read_table, unique_boxes, where
 from cxrbench.errors import DataError
 from cxrbench.types import Box, Sample
@@ -54,6 +58,13 @@ def find_csv(root: Path) -> Path:
     return max(found)[1]
 
 
+def image_root(folder: Path) -> Path:
+    """The MIMIC-CXR-JPG root the CSV's `files/...` paths are relative to: `folder`, its newest PhysioNet
+    `mimic-cxr-jpg/<version>/` below, or the parent of a `files/` folder given itself."""
+    root = project_root(folder, "mimic-cxr-jpg")
+    return root.parent if root.name == "files" and not (root / "files").is_dir() else root
+
+
 class MSCXRDataset:
     """MS-CXR phrase-grounding pairs; the prompt is the radiologist's sentence."""
 
@@ -70,13 +81,24 @@ class MSCXRDataset:
     ):
         if data_root is None and csv is None:
             raise DataError(f"the {self.name} dataset needs --data-root DIR (MS-CXR CSV + MIMIC-CXR-JPG files/)")
-        root = Path(data_root) if data_root else Path(csv).parent
-        if not root.is_dir():
-            raise DataError(f"{self.name} data root {root} does not exist")
-        self.csv = Path(csv) if csv else find_csv(root)
-        self.images = Path(images) if images else root
+        base = Path(data_root) if data_root else Path(csv).parent
+        if not base.is_dir():
+            raise DataError(f"{self.name} data root {base} does not exist")
+        self.csv = Path(csv) if csv else find_csv(project_root(base, "ms-cxr"))
+        self.images = image_root(Path(images) if images else base)
         self.split = split
+        self._images: list[Path] = []
         self._samples = self._read()
+
+    def files(self) -> list[Path]:
+        """Every file the dataset reads: the CSV, then each pair's image (`cxrbench datasets verify`)."""
+        return [self.csv, *self._images]
+
+    def release(self) -> dict[str, str | None]:
+        """The MS-CXR release read: PhysioNet project and version, CSV name and sha256 (for summary.json)."""
+        found = release(self.csv)
+        version = _VERSION.search(self.csv.name)
+        return {**found, "version": found["version"] or (version.group(1) if version else None)}
 
     def _read(self) -> list[Sample]:
         frame = read_table(self.csv, COLUMNS, "MS-CXR file")
@@ -103,6 +125,7 @@ class MSCXRDataset:
                 height, width = self._image_size(rows)
                 boxes = [(r["_line"], self._box(r, height, width)) for r in rows]
                 image = inside_root(self.images, first["path"], self.csv, line)
+                self._images.append(image)
             except DataError as exc:
                 samples.append(Sample.broken(pair_id, dicom_id, first["category_name"], str(exc)))
                 continue

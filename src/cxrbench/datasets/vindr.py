@@ -4,6 +4,8 @@ the location table (docs/datasets.md, "vindr").
 Layout (VinDr-CXR 1.0.0 as PhysioNet unpacks it): `<data_root>/annotations/annotations_test.csv` (image_id,
 rad_id, class_name, x_min, y_min, x_max, y_max), `annotations/image_labels_test.csv` beside it (image_id, rad_id,
 one 0/1 column per label) and `<data_root>/test/<image_id>.dicom`; the two CSVs may also lie in `<data_root>`.
+`<data_root>` may also be a folder above the version root of a PhysioNet download (`physionet.org`: its newest
+`vindr-cxr` version is used).
 
 Classes (option `classes`):
 - `published` (default) rebuilds the published evaluation set (vios-s/ldm-phrase-grounding, data/vindr_cxr.py):
@@ -30,6 +32,7 @@ from cxrbench.anatomy.lut import load_lut, nearest_location
 from cxrbench.anatomy.vocabulary import PATHOLOGIES, make_prompt
 from cxrbench.datasets.dicom import Pixels, check_pixels, image_size, provenance, read_header
 from cxrbench.datasets.images import dicom_source
+from cxrbench.datasets.physionet import project_root, release
 from cxrbench.datasets.tables import check_id, inside_root, parse_box, parse_number, read_table, unique_boxes, where
 from cxrbench.errors import DataError, UnknownNameError
 from cxrbench.types import Box, ImageSource, Sample
@@ -145,9 +148,9 @@ class VinDrDataset:
         self.pixels = check_pixels(pixels)
         self.classes = PATHOLOGIES if classes == "published" else LOCAL_CLASSES
         self.rules = {c: self._rule(c) for c in self.classes}
-        self.root = Path(data_root)
-        if not self.root.is_dir():
-            raise DataError(f"VinDr-CXR data root {self.root} does not exist")
+        if not Path(data_root).is_dir():
+            raise DataError(f"VinDr-CXR data root {data_root} does not exist")
+        self.root = project_root(Path(data_root), "vindr-cxr")
         self.lut_path = lut
         self.lut = load_lut(lut)
         self.annotations = find_annotations(self.root)
@@ -157,7 +160,17 @@ class VinDrDataset:
                 f"VinDr-CXR image labels not found: expected {self.labels} (beside the annotations); the published "
                 "class rule needs them for Pneumonia, or choose -O classes=local"
             )
+        self._images: list[Path] = []
         self._samples = self._read()
+
+    def files(self) -> list[Path]:
+        """Every file the dataset reads: the annotations, the image labels (published rule), each pair's DICOM."""
+        tables = [self.annotations, self.labels] if self.class_rule == "published" else [self.annotations]
+        return [*tables, *self._images]
+
+    def release(self) -> dict[str, str | None]:
+        """The VinDr-CXR release read: PhysioNet project and version, annotation file name and sha256."""
+        return release(self.annotations)
 
     def _rule(self, pathology: str) -> str:
         """Which rows make the class's pairs, for `cxrbench datasets describe`."""
@@ -235,6 +248,7 @@ class VinDrDataset:
         try:
             check_id(image_id, "image_id", path, line)
             image = inside_root(self.root, f"test/{image_id}.dicom", path, line)
+            self._images.append(image)
             if not image.is_file():
                 raise DataError(f"{where(path, line)}: image {image} not found")
             header = read_header(image)

@@ -127,3 +127,18 @@ def write_demo_tuning_set(folder: Path, n: int = 8) -> Path:
     path = folder / "tuning.csv"
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+def write_physionet_mimic(mirror: Path, studies: list = STUDIES) -> tuple[Path, Path]:
+    """MIMIC-CXR-JPG 2.1.0 and the MIMIC-CXR 2.0.0 reports as `wget -r` leaves them under `mirror`
+    (`physionet.org/files/mimic-cxr-jpg/2.1.0/`, `physionet.org/files/mimic-cxr/2.0.0/files/pXX/.../sXX.txt`).
+    Returns the two version roots."""
+    from cxrbench.testing.physionet import version_root
+
+    jpgs = write_mimic(version_root(mirror, "mimic-cxr-jpg", "2.1.0"), studies)
+    reports = version_root(mirror, "mimic-cxr", "2.0.0")
+    for report in sorted(jpgs.glob("files/p*/p*/s*.txt")):
+        target = reports / report.relative_to(jpgs)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        report.replace(target)
+    return jpgs, reports

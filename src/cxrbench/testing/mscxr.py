@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import gzip
 from pathlib import Path
 
 import numpy as np
@@ -94,3 +95,27 @@ def write_mscxr(root: Path, rows: list = ROWS, version: str = "1.1.0") -> Path:
                 width, height = IMAGES[dicom_id][2]
                 writer.writerow([dicom_id, category, text, image_path(dicom_id), *box, width, height, split])
     return root
+
+
+def write_physionet_mscxr(mirror: Path, version: str = "1.1.0", jpg_version: str = "2.1.0") -> tuple[Path, Path]:
+    """The release as `wget -r` leaves it under `mirror` (`physionet.org/`): the CSV, its license and
+    SHA256SUMS.txt in `files/ms-cxr/<version>/`, the images in `files/mimic-cxr-jpg/<jpg_version>/files/`
+    with that project's metadata table, an image MS-CXR does not use and its SHA256SUMS.txt. Returns the two
+    version roots."""
+    from cxrbench.testing.physionet import version_root, write_sums
+
+    staged = write_mscxr(mirror / "staging", version=version)
+    project, jpgs = version_root(mirror, "ms-cxr", version), version_root(mirror, "mimic-cxr-jpg", jpg_version)
+    (staged / f"MS_CXR_Local_Alignment_v{version}.csv").replace(project / f"MS_CXR_Local_Alignment_v{version}.csv")
+    (project / "LICENSE.txt").write_text("PhysioNet Credentialed Health Data License 1.5.0\n", encoding="utf-8")
+    (staged / "files").replace(jpgs / "files")
+    unused = jpgs / "files" / "p19" / "p19999999" / "s59999999" / "ffffffff-00000000-11111111-22222222-33333333.jpg"
+    unused.parent.mkdir(parents=True)
+    Image.fromarray(np.full((8, 8), 7, np.uint8)).save(unused)
+    (jpgs / "mimic-cxr-2.0.0-metadata.csv.gz").write_bytes(gzip.compress(b"dicom_id,subject_id,study_id\n"))
+    for name in (f"MS_CXR_Local_Alignment_v{version}.csv", "MS_CXR_Local_Alignment_v0.9.0.csv"):
+        (staged / name).unlink(missing_ok=True)
+    staged.rmdir()
+    write_sums(project)
+    write_sums(jpgs)
+    return project, jpgs

@@ -120,3 +120,16 @@ def write_vindr(root: Path, rows: list = ROWS, images: dict = IMAGES, labels: di
     flags = [[i, "R8", *(int(c in on) for c in LABEL_COLUMNS)] for i, on in labels.items()]
     _write_csv(root / "annotations" / "image_labels_test.csv", ("image_id", "rad_id", *LABEL_COLUMNS), flags)
     return root
+
+
+def write_physionet_vindr(mirror: Path, version: str = "1.0.0") -> Path:
+    """The release as `wget -r` leaves it under `mirror` (`physionet.org/files/vindr-cxr/<version>/`): the test
+    split of `write_vindr`, the training annotations' headers, a license and SHA256SUMS.txt. Returns the
+    version root."""
+    from cxrbench.testing.physionet import version_root, write_sums
+
+    root = write_vindr(version_root(mirror, "vindr-cxr", version))
+    _write_csv(root / "annotations" / "annotations_train.csv", ANNOTATION_COLUMNS, [])
+    (root / "LICENSE.txt").write_text("PhysioNet Credentialed Health Data License 1.5.0\n", encoding="utf-8")
+    write_sums(root)
+    return root

@@ -1,0 +1,49 @@
+"""A Hugging Face hub cache in the layout huggingface_hub writes (docs/weights.md): `models--<org>--<name>/`
+with `blobs/` (a Git LFS file named by its sha256, any other file by its git blob sha1), `snapshots/<commit>/`
+holding relative links to the blobs, and `refs/<revision>` holding the commit hash."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+# Suffixes the hub's default .gitattributes stores in Git LFS
+LFS_SUFFIXES = (".bin", ".pt", ".pth", ".th", ".safetensors", ".gz", ".zip")
+
+
+def blob_name(path: str, content: bytes) -> str:
+    """What the hub names the blob: sha256 of an LFS file, else git's object id, sha1("blob <size>\\0" + bytes)."""
+    if path.endswith(LFS_SUFFIXES):
+        return hashlib.sha256(content).hexdigest()
+    return hashlib.sha1(b"blob %d\0" % len(content) + content).hexdigest()
+
+
+def write_hub_repo(
+    cache: Path, repo: str, files: Mapping[str, bytes], revisions: tuple[str, ...] = ("main",), commit: str = ""
+) -> Path:
+    """Cache `files` ({path in the repo: bytes}) of model repo `repo` at one commit, every name in `revisions`
+    pointing at it; the snapshot folder is returned."""
+    folder = cache / f"models--{repo.replace('/', '--')}"
+    commit = commit or hashlib.sha1(repr(sorted(files.items())).encode()).hexdigest()
+    snapshot = folder / "snapshots" / commit
+    (folder / "blobs").mkdir(parents=True, exist_ok=True)
+    for path, content in files.items():
+        blob = folder / "blobs" / blob_name(path, content)
+        blob.write_bytes(content)
+        link = snapshot / path
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(os.path.relpath(blob, link.parent))
+    (folder / "refs").mkdir(exist_ok=True)
+    for revision in revisions:
+        (folder / "refs" / revision).write_text(commit, encoding="utf-8")
+    return snapshot
+
+
+def publish_folder(cache: Path, repo: str, folder: Path, prefix: str = "", **kwargs) -> Path:
+    """Cache every file under `folder` as repo `repo`, at `prefix` + its path relative to `folder`."""
+    files = {
+        prefix + p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+    return write_hub_repo(cache, repo, files, **kwargs)

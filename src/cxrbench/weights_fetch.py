@@ -1,0 +1,230 @@
+"""`cxrbench weights fetch`: download a method family's files through the libraries that publish them, into the
+weights layout, then hash them and record their pins and provenance (docs/weights.md).
+
+- Hugging Face repositories (CXR-BERT and BioViL-T with their image checkpoints, SD-2.1-base's tokenizer and
+  text encoder, RadGraph-XL's archive): `huggingface_hub.snapshot_download` with `allow_patterns` naming only the
+  files cxrbench reads, through the user's hub cache (so `HF_HUB_OFFLINE=1` resolves from it). The BioViL image
+  checkpoints come from the repository, revision and file hi-ml-multimodal's own download uses
+  (`health_multimodal.image.model.pretrained`), and at that revision must match the library's md5.
+- The MONAI bundle `cxr_image_synthesis_latent_diffusion_model`: `monai.bundle.download` (its default source, or
+  `url=` for a copy of the bundle's zip).
+
+Everything lands in a temporary folder inside the weights folder first; files are moved into place only once
+every download of the family succeeded and every file hashed, and pins are written last, so a failed or partial
+fetch leaves nothing that verifies. A pinned file whose content changed is refused (`cxrbench weights --repin`).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tarfile
+import tempfile
+import warnings
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from cxrbench.errors import WeightsError
+from cxrbench.hashing import sha256_file
+from cxrbench.weights import (
+    FAMILIES,
+    LDM_BUNDLE,
+    PIN_FILE,
+    RADGRAPH_ARCHIVE,
+    RADGRAPH_REPO,
+    WeightFile,
+    files_of,
+    hub_cache,
+    pinned_hashes,
+    repo_path,
+    write_pins,
+)
+
+PROVENANCE_FILE = "PROVENANCE.json"
+_STAGING = ".fetch-"
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """One file placed in the layout: where it came from (source, repo or bundle, resolved revision) and its hash."""
+
+    path: str
+    source: str
+    revision: str
+    sha256: str
+
+
+def offline_error(family: str, root: Path, exc: BaseException) -> WeightsError:
+    return WeightsError(
+        f"cannot download the {family} weights (no network, or the source refused: {type(exc).__name__}: "
+        f"{str(exc).splitlines()[0] if str(exc) else ''}); "
+        f"place the files by hand under {root} as `cxrbench weights --weights {root}` lists them, then pin them "
+        "with `cxrbench weights --pin` (docs/weights.md)"
+    )
+
+
+def _hub_snapshot(repo: str, patterns: list[str], revision: str | None, cache: Path | None) -> Path:
+    """The snapshot folder of `repo` holding `patterns`, through the hub cache (offline when HF_HUB_OFFLINE=1)."""
+    from huggingface_hub import snapshot_download
+
+    return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, cache_dir=cache))
+
+
+def _hub_files(files: Sequence[WeightFile], revision: str | None, cache: Path | None, stage: Path) -> list[Fetched]:
+    """Copy the files of one Hugging Face repo (a stand-in where the preferred file is absent) into `stage`."""
+    repo, revision = files[0].repo, revision or files[0].revision
+    assert repo is not None
+    patterns = sorted({repo_path(f, c) for f in files for c in f.candidates})
+    snapshot = _hub_snapshot(repo, patterns, revision, cache)
+    fetched = []
+    for file in files:
+        found = next((c for c in file.candidates if (snapshot / repo_path(file, c)).is_file()), None)
+        if found is None:
+            raise WeightsError(f"{repo} at revision {revision or 'main'} has no {file.repo_path}; nothing was placed")
+        target = stage / found
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(snapshot / repo_path(file, found), target)
+        fetched.append(Fetched(found, f"Hugging Face {repo}", snapshot.name, sha256_file(target)))
+    _check_library_md5(files[0].family, revision, stage)
+    return fetched
+
+
+def _check_library_md5(family: str, revision: str | None, stage: Path) -> None:
+    """At hi-ml-multimodal's own revision, its image checkpoint must have the md5 the library checks."""
+    if family not in ("biovil", "biovil-t"):
+        return
+    with warnings.catch_warnings():  # the library imports timm.models.layers, which timm deprecated
+        warnings.simplefilter("ignore", FutureWarning)
+        from health_multimodal.image.model import pretrained as hi_ml
+
+    name, tag, md5 = {
+        "biovil": (hi_ml.BIOVIL_IMAGE_WEIGHTS_NAME, hi_ml.CXR_BERT_COMMIT_TAG, hi_ml.BIOVIL_IMAGE_WEIGHTS_MD5),
+        "biovil-t": (hi_ml.BIOVIL_T_IMAGE_WEIGHTS_NAME, hi_ml.BIOVIL_T_COMMIT_TAG, hi_ml.BIOVIL_T_IMAGE_WEIGHTS_MD5),
+    }[family]
+    if revision == tag:
+        actual = hashlib.md5((stage / name).read_bytes(), usedforsecurity=False).hexdigest()
+        if actual != md5:
+            raise WeightsError(
+                f"{name} at revision {tag} has md5 {actual}, not the {md5} hi-ml-multimodal checks; nothing was placed"
+            )
+
+
+def _bundle_files(revision: str | None, url: str | None, stage: Path) -> list[Fetched]:
+    """The bundle's inference config and checkpoints, downloaded by `monai.bundle.download` into `stage`."""
+    from monai.bundle import download
+
+    folder = stage / ".bundle"
+    download(name=LDM_BUNDLE, version=revision, bundle_dir=str(folder), url=url, progress=True)
+    metadata = folder / LDM_BUNDLE / "configs" / "metadata.json"
+    version = json.loads(metadata.read_text(encoding="utf-8")).get("version", "") if metadata.is_file() else ""
+    fetched = []
+    for file in (f for f in files_of("ldm") if f.path.startswith(f"{LDM_BUNDLE}/")):
+        source = folder / file.path
+        if not source.is_file():
+            raise WeightsError(
+                f"the {LDM_BUNDLE} bundle from {url or 'MONAI'} has no {file.path.split('/', 1)[1]} "
+                "(its large_files.yml lists where the checkpoints are published); nothing was placed"
+            )
+        (stage / file.path).parent.mkdir(parents=True, exist_ok=True)
+        shutil.move(source, stage / file.path)
+        fetched.append(Fetched(file.path, url or f"MONAI bundle {LDM_BUNDLE}", version, sha256_file(stage / file.path)))
+    shutil.rmtree(folder)
+    return fetched
+
+
+def _radgraph_files(revision: str | None, cache: Path | None, stage: Path) -> list[Fetched]:
+    """RadGraph-XL's archive from its Hugging Face repo, unpacked (tarfile's `data` filter) into `stage`."""
+    snapshot = _hub_snapshot(RADGRAPH_REPO, [RADGRAPH_ARCHIVE], revision, cache)
+    try:
+        with tarfile.open(snapshot / RADGRAPH_ARCHIVE) as archive:
+            archive.extractall(stage, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise WeightsError(f"cannot unpack {snapshot / RADGRAPH_ARCHIVE}: {exc}") from exc
+    fetched = []
+    for file in files_of("radgraph"):
+        if not (stage / file.path).is_file():
+            raise WeightsError(f"{RADGRAPH_ARCHIVE} from {RADGRAPH_REPO} holds no {file.path}; nothing was placed")
+        fetched.append(
+            Fetched(file.path, f"Hugging Face {RADGRAPH_REPO}", snapshot.name, sha256_file(stage / file.path))
+        )
+    return fetched
+
+
+def _download(family: str, revision: str | None, cache: Path | None, url: str | None, stage: Path) -> list[Fetched]:
+    """Every file of `family`, grouped by the repository or bundle that publishes it, into `stage`. `revision` is
+    the family's own source's: the repo's for biovil, biovil-t and radgraph, the bundle's version for ldm (whose
+    SD-2.1-base files come from that repo's main)."""
+    if family == "radgraph":
+        return _radgraph_files(revision, cache, stage)
+    fetched = []
+    if family == "ldm":
+        fetched += _bundle_files(revision if url is None else None, url, stage)
+        revision = None
+    repos: dict[str, list[WeightFile]] = {}
+    for file in files_of(family):
+        if file.repo and not file.path.startswith(f"{LDM_BUNDLE}/"):
+            repos.setdefault(file.repo, []).append(file)
+    for files in repos.values():
+        fetched += _hub_files(files, revision, cache, stage)
+    return fetched
+
+
+def _place(stage: Path, root: Path, fetched: Sequence[Fetched]) -> None:
+    """Refuse a fetched file whose pin differs, then move everything `stage` holds into `root`, pins last."""
+    pins = pinned_hashes(root)
+    changed = [f.path for f in fetched if pins.get(f.path, f.sha256) != f.sha256]
+    if changed:
+        raise WeightsError(
+            f"{', '.join(changed)}: the fetched file differs from the one pinned in {root / PIN_FILE}; nothing was "
+            f"placed. If the new file is the one you want, run `cxrbench weights --weights {root} "
+            f"{' '.join(f'--repin {p}' for p in changed)}` after placing it"
+        )
+    for source in sorted(p for p in stage.rglob("*") if p.is_file()):
+        target = root / source.relative_to(stage)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        source.replace(target)
+    _write_provenance(root, fetched)
+    write_pins(root, {**pins, **{f.path: f.sha256 for f in fetched}})
+
+
+def _write_provenance(root: Path, fetched: Iterable[Fetched]) -> None:
+    from cxrbench.benchmark.store import write_atomic
+
+    path = root / PROVENANCE_FILE
+    try:
+        records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    except (OSError, json.JSONDecodeError) as exc:
+        raise WeightsError(f"cannot read {path}: {exc}; move it away and fetch again") from None
+    when = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    for f in fetched:
+        records[f.path] = {"source": f.source, "revision": f.revision, "sha256": f.sha256, "fetched": when}
+    write_atomic(path, json.dumps(records, indent=2, sort_keys=True) + "\n")
+
+
+def fetch(
+    families: Sequence[str],
+    root: Path,
+    revision: str | None = None,
+    cache: Path | None = None,
+    bundle_url: str | None = None,
+) -> list[Fetched]:
+    """Fetch each family in turn into the layout folder `root` (created); see the module docstring."""
+    unknown = [f for f in families if f not in FAMILIES]
+    if unknown:
+        raise WeightsError(f"unknown weight family {', '.join(unknown)}; choose from {', '.join(FAMILIES)}")
+    if root.is_dir() and hub_cache(root):
+        raise WeightsError(f"{root} is a Hugging Face hub cache; fetch into a weights folder (--weights DIR)")
+    root.mkdir(parents=True, exist_ok=True)
+    done: list[Fetched] = []
+    for family in dict.fromkeys(families):
+        with tempfile.TemporaryDirectory(prefix=_STAGING, dir=root) as stage:
+            try:
+                fetched = _download(family, revision, cache, bundle_url, Path(stage))
+            except (OSError, ValueError, RuntimeError) as exc:  # huggingface_hub / urllib / MONAI download errors
+                raise offline_error(family, root, exc) from exc
+            _place(Path(stage), root, fetched)
+        done += fetched
+    return done

@@ -1,0 +1,203 @@
+"""`cxrbench weights fetch` (docs/weights.md): through huggingface_hub's cache offline (HF_HUB_OFFLINE=1, a hub
+cache in the layout huggingface_hub writes) and MONAI's bundle download from a local copy of the bundle's zip."""
+
+import hashlib
+import inspect
+import io
+import json
+import tarfile
+import zipfile
+
+import pytest
+
+from cxrbench.testing.hub import publish_folder, write_hub_repo
+from cxrbench.weights import LDM_BUNDLE, PIN_FILE, status, weights_root
+
+from .conftest import require, require_torch
+
+BERT = ("config.json", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json")
+
+
+@pytest.fixture
+def hub(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "hub"))
+    monkeypatch.setenv("CXRBENCH_HOME", str(tmp_path / "home"))
+    (tmp_path / "hub").mkdir()
+    return tmp_path / "hub"
+
+
+def _sha256(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _pins(root):
+    return dict(reversed(line.split("  ", 1)) for line in (root / PIN_FILE).read_text().splitlines())
+
+
+def _leftovers(root):
+    return sorted(p.name for p in root.iterdir()) if root.exists() else []
+
+
+def _cache_biovil(tmp_path, hub, revisions):
+    """Tiny BioViL files as microsoft/BiomedVLP-CXR-BERT-specialized holds them (all at the repo's root), plus a
+    file of the repo cxrbench does not read."""
+    from cxrbench.testing.biovil import write_tiny_biovil
+
+    layout = write_tiny_biovil(tmp_path / "tiny", "biovil", seed=3)
+    files = {name: (layout / "BiomedVLP-CXR-BERT-specialized" / name).read_bytes() for name in BERT}
+    files["biovil_image_resnet50_proj_size_128.pt"] = (layout / "biovil_image_resnet50_proj_size_128.pt").read_bytes()
+    files["README.md"] = b"# CXR-BERT\n"
+    snapshot = write_hub_repo(hub, "microsoft/BiomedVLP-CXR-BERT-specialized", files, revisions=revisions)
+    return layout, snapshot
+
+
+def test_fetch_biovil_resolves_from_the_hub_cache_pins_and_loads(cli, tmp_path, hub):
+    torch = require_torch()
+    require("health_multimodal")
+    from cxrbench.methods.biovil import BioVil
+
+    layout, snapshot = _cache_biovil(tmp_path, hub, ("main",))
+    result = cli("weights", "fetch", "biovil", "--weights", "w", "--revision", "main")
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "w"
+    assert sorted(p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()) == sorted(
+        [PIN_FILE, "PROVENANCE.json", "biovil_image_resnet50_proj_size_128.pt"]
+        + [f"BiomedVLP-CXR-BERT-specialized/{n}" for n in BERT]
+    )  # README.md is not fetched; no staging folder is left
+    image = "biovil_image_resnet50_proj_size_128.pt"
+    assert _pins(root)[image] == _sha256(layout / image)
+    provenance = json.loads((root / "PROVENANCE.json").read_text())[image]
+    assert provenance["source"] == "Hugging Face microsoft/BiomedVLP-CXR-BERT-specialized"
+    assert provenance["revision"] == snapshot.name and provenance["sha256"] == _sha256(layout / image)
+    assert all(r["status"] == "ok" for r in status(root) if r["family"] == "biovil")
+    model = BioVil(weights=root).image_engine.model.state_dict()
+    expected = torch.load(layout / image, weights_only=True)
+    assert all(torch.equal(model[k], v) for k, v in expected.items())
+
+
+def test_fetch_at_hi_ml_revision_checks_its_md5_and_leaves_nothing(cli, tmp_path, hub):
+    require_torch()
+    require("health_multimodal")
+    _cache_biovil(tmp_path, hub, ("v1.1",))  # random weights at hi-ml-multimodal's revision: not its md5
+    result = cli("weights", "fetch", "biovil", "--weights", "w")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1 and "not the 02ce6ee460f72efd599295f440dbb453 hi-ml-multimodal" in (
+        result.stderr
+    )
+    assert _leftovers(tmp_path / "w") == []
+
+
+def test_no_network_is_one_line_saying_how_to_place_files(cli, tmp_path, hub):
+    result = cli("weights", "fetch", "biovil-t", "--weights", "w")
+    assert result.returncode == 2
+    assert result.stderr.count("\n") == 1
+    assert "cannot download the biovil-t weights (no network" in result.stderr
+    assert "place the files by hand under w as `cxrbench weights --weights w` lists them" in result.stderr
+    assert _leftovers(tmp_path / "w") == []
+    unknown = cli("weights", "fetch", "clip", "--weights", "w")
+    assert unknown.returncode == 2 and "unknown weight family clip; choose from ldm, biovil, biovil-t" in unknown.stderr
+
+
+def _bundle_zip(source, path, leave_out=()):
+    """The bundle folder zipped as MONAI's model zoo publishes it (one base folder), with its metadata.json."""
+    (source / LDM_BUNDLE / "configs" / "metadata.json").write_text(json.dumps({"version": "1.0.0"}))
+    with zipfile.ZipFile(path, "w") as archive:
+        for file in sorted((source / LDM_BUNDLE).rglob("*")):
+            if file.is_file() and file.name not in leave_out:
+                archive.write(file, file.relative_to(source).as_posix())
+    return path.as_uri()
+
+
+def test_fetch_ldm_through_monai_bundle_download_and_the_hub_cache(cli, tmp_path, hub):
+    for module in ("torch", "monai", "transformers", "safetensors", "generative", "open_clip"):
+        require(module)
+    from cxrbench.methods.ldm.model import load_ldm
+    from cxrbench.testing.ldm import SD, write_tiny_bundle
+
+    source = write_tiny_bundle(tmp_path / "tiny")
+    url = _bundle_zip(source, tmp_path / "bundle.zip")
+    (tmp_path / "extra").mkdir()
+    (tmp_path / "extra" / "unet").mkdir()
+    (tmp_path / "extra" / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"not needed")
+    publish_folder(hub, "stabilityai/stable-diffusion-2-1-base", source / SD)
+    snapshot = publish_folder(hub, "stabilityai/stable-diffusion-2-1-base", tmp_path / "extra", prefix="")
+    result = cli("weights", "fetch", "ldm", "--weights", "w", "--bundle-url", url)
+    assert result.returncode == 2  # the second publish moved main to a commit without the text encoder
+    assert "stabilityai/stable-diffusion-2-1-base at revision main has no text_encoder/config.json" in result.stderr
+    assert _leftovers(tmp_path / "w") == []
+    (snapshot.parent.parent / "refs" / "main").write_text(
+        next(p.name for p in snapshot.parent.iterdir() if p != snapshot)
+    )
+    result = cli("weights", "fetch", "ldm", "--weights", "w", "--bundle-url", url)
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "w"
+    assert not (root / SD / "unet").exists()
+    pins = _pins(root)
+    assert pins[f"{LDM_BUNDLE}/models/autoencoder.pth"] == _sha256(source / LDM_BUNDLE / "models" / "autoencoder.pth")
+    assert pins[f"{SD}/tokenizer/merges.txt"] == _sha256(source / SD / "tokenizer" / "merges.txt")
+    provenance = json.loads((root / "PROVENANCE.json").read_text())
+    assert provenance[f"{LDM_BUNDLE}/models/diffusion_model.pth"]["revision"] == "1.0.0"
+    assert provenance[f"{LDM_BUNDLE}/models/diffusion_model.pth"]["source"] == url
+    assert all(r["status"] == "ok" for r in status(root) if r["family"] == "ldm")
+    models = load_ldm(weights_root(root))
+    assert models.hashes[f"{LDM_BUNDLE}/models/diffusion_model.pth"] == pins[f"{LDM_BUNDLE}/models/diffusion_model.pth"]
+
+
+def test_a_bundle_without_its_checkpoint_places_nothing(cli, tmp_path, hub):
+    (tmp_path / "src" / LDM_BUNDLE / "configs").mkdir(parents=True)
+    (tmp_path / "src" / LDM_BUNDLE / "configs" / "inference.json").write_text("{}")
+    url = _bundle_zip(tmp_path / "src", tmp_path / "bundle.zip")
+    result = cli("weights", "fetch", "ldm", "--weights", "w", "--bundle-url", url)
+    assert result.returncode == 2
+    assert f"the {LDM_BUNDLE} bundle from {url} has no models/autoencoder.pth" in result.stderr
+    assert _leftovers(tmp_path / "w") == []
+
+
+def test_monai_bundle_download_takes_the_arguments_fetch_passes():
+    require("monai")
+    from monai.bundle import download
+
+    assert {"name", "version", "bundle_dir", "url", "progress"} <= set(inspect.signature(download).parameters)
+
+
+def _radgraph_archive(members):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
+
+
+def test_fetch_radgraph_unpacks_the_archive_and_refuses_an_escaping_member(cli, tmp_path, hub):
+    members = {
+        "radgraph-xl/config.json": b'{"model": {}}',
+        "radgraph-xl/weights.th": b"state dict bytes",
+        "radgraph-xl/vocabulary/labels.txt": b"ANAT-DP\n",
+    }
+    write_hub_repo(hub, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": _radgraph_archive(members)})
+    result = cli("weights", "--weights", "w", "fetch", "radgraph")  # the group's --weights serves fetch too
+    assert result.returncode == 0, result.stderr
+    root = tmp_path / "w"
+    assert (root / "radgraph-xl" / "vocabulary" / "labels.txt").read_bytes() == b"ANAT-DP\n"
+    assert _pins(root) == {
+        "radgraph-xl/config.json": hashlib.sha256(members["radgraph-xl/config.json"]).hexdigest(),
+        "radgraph-xl/weights.th": hashlib.sha256(members["radgraph-xl/weights.th"]).hexdigest(),
+    }
+    # a changed file is never pinned silently, and an archive member leaving the folder is refused
+    other = tmp_path / "hub2"
+    write_hub_repo(
+        other,
+        "StanfordAIMI/RRG_scorers",
+        {"radgraph-xl.tar.gz": _radgraph_archive({**members, "radgraph-xl/weights.th": b"other"})},
+    )
+    changed = cli("weights", "fetch", "radgraph", "--weights", "w", "--hub-cache", str(other))
+    assert changed.returncode == 2 and "radgraph-xl/weights.th: the fetched file differs" in changed.stderr
+    assert (root / "radgraph-xl" / "weights.th").read_bytes() == b"state dict bytes"
+    evil = tmp_path / "hub3"
+    write_hub_repo(evil, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": _radgraph_archive({"../../escaped": b"x"})})
+    refused = cli("weights", "fetch", "radgraph", "--weights", "v", "--hub-cache", str(evil))
+    assert refused.returncode == 2 and "cannot unpack" in refused.stderr
+    assert not list(tmp_path.rglob("escaped")) and _leftovers(tmp_path / "v") == []
