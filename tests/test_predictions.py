@@ -46,10 +46,10 @@ def test_box_predictions_scored_with_misses(cli, tmp_path):
     assert scores["cnr"].isna().all()
     table = cli("table", "runs", "--dataset", "demo")
     header = table.stdout.splitlines()[0]
-    assert header == f"| Class | N | {name} CNR | {name} mIoU (%) | {name} no box |"
+    assert header == f"| Class | N | {name} CNR | {name} mIoU (%) | {name} AUC (%) | {name} no box |"
     average = next(line for line in table.stdout.splitlines() if line.startswith("| **Average**"))
     assert average.startswith("| **Average** | 16 | -- | 75.0 [")
-    assert average.endswith("] | 4 |")
+    assert average.endswith("] | -- | 4 |")  # no AUC for boxes; 4 misses
 
 
 def test_malformed_box_file(cli, tmp_path):
@@ -104,7 +104,7 @@ def test_square_heatmap_files_go_through_the_protocol(tmp_path):
     center = _run("center-gaussian", tmp_path)
     (tmp_path / "maps").mkdir()
     for s in SAMPLES:
-        np.save(tmp_path / "maps" / f"{s.pair_id}.npy", CenterGaussian().heatmap(None, s.prompt))
+        np.save(tmp_path / "maps" / f"{s.pair_id}.npy", CenterGaussian().heatmap_for_sample(s))
     imported = _run(f"heatmaps:{tmp_path / 'maps'}", tmp_path)
     pd.testing.assert_frame_equal(center.scores[["cnr", "miou", "auc"]], imported.scores[["cnr", "miou", "auc"]])
 

@@ -203,6 +203,12 @@ def run(
     help="LaTeX float (table*: across both columns of a two-column document).",
 )
 @click.option("--protocol", type=click.Choice(["cxrbench", "published"]), help="Only runs scored with this protocol.")
+@click.option(
+    "--ablation",
+    metavar="METHOD",
+    help="An ablation table of METHOD's runs instead: a row per run, the options that differ as columns "
+    "(docs/ablations.md).",
+)
 @click.option("--allow-mixed", is_flag=True, help="Show runs on different dataset versions side by side, marked.")
 def table(
     runs_dir: Path,
@@ -217,6 +223,7 @@ def table(
     fit: str,
     float_env: str,
     protocol: str | None,
+    ablation: str | None,
     allow_mixed: bool,
 ) -> None:
     """Build the leaderboard from the runs stored under RUNS_DIR (default: runs); docs/results.md, "Tables"."""
@@ -227,6 +234,14 @@ def table(
     found = find_runs(runs_dir)
     for reason in found.skipped:
         click.echo(f"skipped: {reason}", err=True)
+    if ablation:
+        from cxrbench.leaderboard.ablation import build_ablation, format_ablation
+
+        if methods or marks or allow_mixed:
+            raise CxrbenchError("--ablation takes the method's runs itself: drop --methods, --marks, --allow-mixed")
+        ablation_table = build_ablation(found.runs, dataset, ablation, split_list(metrics), protocol)
+        emit(format_ablation(ablation_table, fmt), output)  # type: ignore[arg-type]
+        return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         board = build_leaderboard(found.runs, dataset, split_list(methods), split_list(metrics), allow_mixed, protocol)

@@ -124,3 +124,18 @@ def test_sweep_command(cli, tmp_path):
     assert clash.returncode == 2 and "swept and fixed" in clash.stderr
     neither = cli("sweep", "-m", "center-gaussian", "-d", "demo")
     assert neither.returncode == 2 and "--grid" in neither.stderr
+
+
+def test_table_ablation_command(cli, tmp_path):
+    done = cli("sweep", "-m", "center-gaussian", "-d", "demo", "--grid", "size=128,512", "--limit", "6",
+               "--n-resamples", "200", "--no-progress")  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    shown = cli("table", "runs", "-d", "demo", "--ablation", "center-gaussian", "--metrics", "cnr", "--format", "csv")
+    assert shown.returncode == 0, shown.stderr
+    table = pd.read_csv(pd.io.common.StringIO(shown.stdout))
+    assert list(table["size"]) == [128, 512]
+    for run, cnr in zip(table["run"], table["Average_cnr"], strict=True):
+        scores = pd.read_csv(tmp_path / "runs" / "demo" / run / "scores.csv")
+        assert cnr == pytest.approx(scores.groupby("class_name")["cnr"].mean().mean(), rel=1e-5)
+    mixed = cli("table", "runs", "-d", "demo", "--ablation", "center-gaussian", "--marks")
+    assert mixed.returncode == 2 and "--ablation" in mixed.stderr

@@ -106,7 +106,8 @@ def test_describe_shows_pairs_reference_sizes_and_rules(cli, root):
     local = cli("datasets", "describe", "vindr", "--data-root", str(root), "-O", "classes=local")
     assert local.returncode == 0, local.stderr
     lines = {line.split()[0]: line for line in local.stdout.splitlines()[1:]}
-    assert lines["Pneumonia"].split()[1:5] == ["0", "0", "0", "31"]
+    assert lines["Pneumonia"].split()[1:4] == ["0", "0", "0"]
+    assert "31" not in lines["Pneumonia"] and "443" not in lines["Total"]  # published sizes: published rule only
     assert "Edema" not in lines
     assert lines["Total"].rstrip().endswith("classes=local, pixels=dicom")
 

@@ -131,7 +131,6 @@ class VinDrDataset:
     """VinDr-CXR test pairs of the classes it shares with MS-CXR, with synthetic location prompts."""
 
     name = "vindr"
-    reference_sizes = REFERENCE_SIZES
 
     def __init__(
         self,
@@ -145,6 +144,8 @@ class VinDrDataset:
         if classes not in CLASS_RULES:
             raise UnknownNameError(f"unknown class rule classes={classes!r}; choose one of {', '.join(CLASS_RULES)}")
         self.class_rule = classes
+        # the published pair counts hold for the published rule only: the local rule has no reference
+        self.reference_sizes = REFERENCE_SIZES if classes == "published" else {}
         self.pixels = check_pixels(pixels)
         self.classes = PATHOLOGIES if classes == "published" else LOCAL_CLASSES
         self.rules = {c: self._rule(c) for c in self.classes}

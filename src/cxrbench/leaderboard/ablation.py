@@ -38,10 +38,11 @@ def build_ablation(
     runs: Sequence[RunSummary],
     dataset: str | None,
     method: str,
-    metrics: Sequence[str],
+    metrics: Sequence[str] | None = None,
     protocol: str | None = None,
 ) -> Ablation:
-    """The stored runs of `method` (by their identity, whatever their names) on `dataset`, in name order."""
+    """The stored runs of `method` (by their identity, whatever their names) on `dataset`, in name order;
+    `metrics` as for build_leaderboard."""
     chosen = [r for r in runs if r.identity.method == method and (dataset is None or r.dataset == dataset)]
     if not chosen:
         methods = sorted({r.identity.method for r in runs if dataset is None or r.dataset == dataset})
