@@ -1,16 +1,24 @@
-"""Scoring speed and memory (issue: core benchmark). Prints numbers; not a test.
+"""Scoring speed and memory (issue 19: scoring must never be the bottleneck). Prints numbers; not a test.
 
-1. Time per pair at MIMIC-CXR size (3056 x 2544 image, 512 x 512 map resized by nearest, 2 boxes) for the frame
-   transform plus all metrics, under each scoring protocol (docs/protocol.md), side by side in one run: a
-   straightforward reference (boolean masks per metric, a NaN working copy per box for the published CNR,
-   scikit-learn's roc_auc_score), the full-frame scorer (`to_image_frame` + `score_pair`) and the weighted path
-   on the map's own grid (`score_square`, docs/protocol.md section 8); wall and CPU seconds, ratios, the projected
-   time for the 1,153 MS-CXR pairs on one core, and the largest difference from the reference.
+1. Time per pair at MIMIC-CXR size (3056 x 2544 image, one 512 x 512 map, 2 boxes) for the frame transform plus
+   all metrics, under each scoring protocol (docs/protocol.md), side by side in one run, for a map resized by
+   nearest and one resized bilinearly:
+   - reference: a straightforward implementation (boolean masks per metric, a NaN working copy per box for the
+     published CNR, scikit-learn's roc_auc_score) on the frame of `to_image_frame`;
+   - previous full frame: `to_image_frame` + `score_pair` as of commit e030165 (before issue 19 item 2),
+     loaded from git (skipped outside a git checkout);
+   - full frame: `to_image_frame` + `score_pair` now (docs/protocol.md section 9);
+   - weighted: `score_square` on the map's own grid (nearest maps only, docs/protocol.md section 8);
+   - torch (CPU): `to_image_frame` + `torch_scorer.score_frame` on CPU tensors (when torch is installed).
+   Each path's per-pair time is the minimum over --repeats rounds (the paths interleaved in each round) of its
+   mean over --pairs pairs: wall and CPU milliseconds, the projected time for the 1,153 MS-CXR pairs on one core
+   (wall, and CPU: the two differ when other jobs share the cores), its speed relative to the reference and the
+   previous scorer (CPU), and the largest difference from the reference.
 2. A 10,000-resample bootstrap over 1,000 pairs.
 3. Peak resident memory of `run_benchmark` over 100 and 1,000 pairs (each in a fresh process): it streams,
    so it should not grow with the number of pairs.
 
-Usage: python benchmarks/score_speed.py [--pairs 5] [--memory-side 3000]
+Usage: python benchmarks/score_speed.py [--pairs 3] [--repeats 3] [--memory-side 1024] [--no-memory]
 """
 
 from __future__ import annotations
@@ -23,6 +31,9 @@ import resource
 import subprocess
 import sys
 import time
+import types
+from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 from sklearn.metrics import roc_auc_score
@@ -35,6 +46,8 @@ from cxrbench.types import Box
 
 HEIGHT, WIDTH = 3056, 2544  # MIMIC-CXR
 MS_CXR_PAIRS = 1153
+PREVIOUS = "e030165"  # the full-frame scorer before issue 19 item 2
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _contrast(inside: np.ndarray, outside: np.ndarray) -> float:
@@ -79,41 +92,102 @@ def reference_scores(frame: np.ndarray, boxes: list[Box], protocol: str) -> dict
     }
 
 
-def time_per_pair(n_pairs: int, protocol: str) -> None:
-    rng = np.random.default_rng(0)
+def previous_scorer() -> Callable | None:
+    """`to_image_frame` + `score_pair` as of commit PREVIOUS, loaded from git; None outside a git checkout."""
+    modules = {}
+    for name in ("protocol", "metrics"):
+        try:
+            source = subprocess.run(
+                ["git", "show", f"{PREVIOUS}:src/cxrbench/benchmark/{name}.py"],
+                cwd=ROOT,
+                capture_output=True,
+                text=True,
+                check=True,
+            ).stdout
+        except (OSError, subprocess.CalledProcessError):
+            return None
+        module = types.ModuleType(f"previous_{name}")
+        sys.modules[module.__name__] = module  # dataclasses look their module up
+        exec(compile(source, f"{PREVIOUS}:{name}.py", "exec"), module.__dict__)
+        modules[name] = module
+    frame, pair = modules["protocol"].to_image_frame, modules["metrics"].score_pair
+    return lambda heatmap, boxes, interpolation, protocol: pair(
+        frame(heatmap, HEIGHT, WIDTH, interpolation, protocol), boxes, protocol=protocol
+    )
+
+
+def torch_scorer() -> Callable | None:
+    """`to_image_frame` + the torch scorer on the CPU; None without torch."""
+    try:
+        import torch
+
+        from cxrbench.benchmark.torch_scorer import score_frame
+    except ImportError:
+        return None
+    torch.set_num_threads(1)  # one core per pair, as the other paths
+    return lambda heatmap, boxes, interpolation, protocol: score_frame(
+        to_image_frame(heatmap, HEIGHT, WIDTH, interpolation, protocol), boxes, protocol=protocol, device="cpu"
+    )
+
+
+def scoring_paths(interpolation: str) -> dict[str, Callable]:
     paths = {
-        "reference": lambda heatmap, boxes: reference_scores(
-            to_image_frame(heatmap, HEIGHT, WIDTH, "nearest", protocol), boxes, protocol
+        "reference": lambda heatmap, boxes, interpolation, protocol: reference_scores(
+            to_image_frame(heatmap, HEIGHT, WIDTH, interpolation, protocol), boxes, protocol
         ),
-        "full frame": lambda heatmap, boxes: score_pair(
-            to_image_frame(heatmap, HEIGHT, WIDTH, "nearest", protocol), boxes, protocol=protocol
+        "previous full frame": previous_scorer(),
+        "full frame": lambda heatmap, boxes, interpolation, protocol: score_pair(
+            to_image_frame(heatmap, HEIGHT, WIDTH, interpolation, protocol), boxes, protocol=protocol
         ),
-        "weighted": lambda heatmap, boxes: score_square(heatmap, HEIGHT, WIDTH, boxes, "nearest", protocol=protocol),
+        "weighted": lambda heatmap, boxes, interpolation, protocol: score_square(
+            heatmap, HEIGHT, WIDTH, boxes, interpolation, protocol=protocol
+        ),
+        "torch (CPU)": torch_scorer(),
     }
-    wall, cpu, worst = dict.fromkeys(paths, 0.0), dict.fromkeys(paths, 0.0), dict.fromkeys(paths, 0.0)
+    if interpolation != "nearest":
+        del paths["weighted"]  # score_square would build the frame: the full-frame path
+    missing = [name for name, path in paths.items() if path is None]
+    if missing:
+        print(f"  (not timed: {', '.join(missing)}: no git checkout or no torch)")
+    return {name: path for name, path in paths.items() if path is not None}
+
+
+def _pairs(n_pairs: int) -> list[tuple[np.ndarray, list[Box]]]:
+    rng = np.random.default_rng(0)
+    pairs = []
     for _ in range(n_pairs):
         heatmap = rng.random((512, 512)).astype(np.float32)
         heatmap[:, :16] = np.nan
         x0, y0 = rng.uniform(0, 1500, size=2)
-        boxes = [Box(x0, y0, x0 + 700, y0 + 900), Box(1400, 300, 2450, 1700)]
-        results = {}
+        pairs.append((heatmap, [Box(x0, y0, x0 + 700, y0 + 900), Box(1400, 300, 2450, 1700)]))
+    return pairs
+
+
+def time_per_pair(n_pairs: int, repeats: int, interpolation: str, protocol: str) -> None:
+    print(f"protocol {protocol}: {HEIGHT}x{WIDTH} image, 512x512 {interpolation} map, 2 boxes, {n_pairs} pairs")
+    paths, pairs = scoring_paths(interpolation), _pairs(n_pairs)
+    wall, cpu = dict.fromkeys(paths, math.inf), dict.fromkeys(paths, math.inf)
+    worst = dict.fromkeys(paths, 0.0)
+    for _ in range(repeats):
         for name, path in paths.items():
-            start, start_cpu = time.perf_counter(), time.process_time()
-            results[name] = path(heatmap, boxes)
-            wall[name] += time.perf_counter() - start
-            cpu[name] += time.process_time() - start_cpu
-        for name in ("full frame", "weighted"):
-            diffs = (abs(getattr(results[name], key) - value) for key, value in results["reference"].items())
-            worst[name] = max(worst[name], *diffs)
-    print(f"protocol {protocol}: {HEIGHT}x{WIDTH} image, 512x512 nearest map, 2 boxes, {n_pairs} pairs")
+            start, start_cpu, results = time.perf_counter(), time.process_time(), []
+            for heatmap, boxes in pairs:
+                results.append(path(heatmap, boxes, interpolation, protocol))
+            wall[name] = min(wall[name], (time.perf_counter() - start) / n_pairs)
+            cpu[name] = min(cpu[name], (time.process_time() - start_cpu) / n_pairs)
+            if name == "reference":
+                reference = results
+                continue
+            for got, expected in zip(results, reference, strict=True):
+                diffs = (abs(getattr(got, key) - value) for key, value in expected.items())
+                worst[name] = max(worst[name], *diffs)
     for name in paths:
-        ratio = "" if name == "reference" else f", {wall['reference'] / wall[name]:6.1f}x faster than the reference"
-        if name == "weighted":
-            ratio += f", {wall['full frame'] / wall[name]:.1f}x faster than the full frame"
-        check = "" if name == "reference" else f", max |difference| {worst[name]:.1e}"
+        baselines = [o for o in ("reference", "previous full frame") if o in paths and name not in (o, "reference")]
+        speed = "".join(f", {cpu[other] / cpu[name]:.1f}x the {other}" for other in baselines)
+        check = "" if name == "reference" else f"; max |difference| {worst[name]:.1e}"
         print(
-            f"  {name:10s} {wall[name] / n_pairs * 1e3:7.1f} ms/pair wall, {cpu[name] / n_pairs * 1e3:7.1f} ms CPU; "
-            f"{MS_CXR_PAIRS} pairs: {wall[name] / n_pairs * MS_CXR_PAIRS:6.1f} s{ratio}{check}"
+            f"  {name:20s} {wall[name] * 1e3:7.1f} ms/pair wall, {cpu[name] * 1e3:7.1f} ms CPU{speed}; "
+            f"{MS_CXR_PAIRS} pairs: {wall[name] * MS_CXR_PAIRS:.0f} s wall, {cpu[name] * MS_CXR_PAIRS:.0f} s CPU{check}"
         )
 
 
@@ -171,17 +245,20 @@ def peak_memory(side: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--pairs", type=int, default=5, help="pairs timed for the per-pair numbers")
+    parser.add_argument("--pairs", type=int, default=3, help="pairs timed for the per-pair numbers")
+    parser.add_argument("--repeats", type=int, default=3, help="rounds; each path's time is its fastest round")
     parser.add_argument("--memory-side", type=int, default=1024, help="image height for the memory runs")
+    parser.add_argument("--no-memory", action="store_true", help="skip the bootstrap and memory runs")
     args = parser.parse_args()
     print(
         f"python {sys.version.split()[0]}, numpy {np.__version__}, "
         f"max RSS of this process so far {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MB"
     )
-    for protocol in PROTOCOLS:
-        time_per_pair(args.pairs, protocol)
-    time_bootstrap()
-    peak_memory(args.memory_side)
+    for interpolation, protocol in itertools.product(("nearest", "bilinear"), PROTOCOLS):
+        time_per_pair(args.pairs, args.repeats, interpolation, protocol)
+    if not args.no_memory:
+        time_bootstrap()
+        peak_memory(args.memory_side)
 
 
 if __name__ == "__main__":

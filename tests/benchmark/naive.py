@@ -105,3 +105,39 @@ def published_box_cnrs(heatmap, boxes):
 def published_pair_cnr(heatmap, boxes, signed=False):
     values = [0.0 if math.isnan(v) else v for v in published_box_cnrs(heatmap, boxes)]
     return statistics.fmean(values if signed else [abs(v) for v in values])
+
+
+def _bilinear_taps(i, n_in, n_out):
+    """docs/protocol.md section 2.1, one output index: source (i + 0.5) * n_in / n_out - 0.5 clamped to
+    [0, n_in - 1], its floor, the next index (the same one where the weight is 0) and the weight of the next."""
+    src = min(max((i + 0.5) * (n_in / n_out) - 0.5, 0.0), n_in - 1)
+    i0 = math.floor(src)
+    weight = src - i0
+    return i0, (min(i0 + 1, n_in - 1) if weight > 0 else i0), weight
+
+
+def bilinear(x, height, width):
+    """The bilinear resize pixel by pixel in Python floats (IEEE float64): rows first, then columns, cast to
+    float32 at the end, as docs/protocol.md section 2.1 states it."""
+    x = np.asarray(x, dtype=np.float64)
+    rows = []
+    for i in range(height):
+        r0, r1, rw = _bilinear_taps(i, x.shape[0], height)
+        rows.append([float(x[r0, j]) * (1.0 - rw) + float(x[r1, j]) * rw for j in range(x.shape[1])])
+    out = np.empty((height, width), dtype=np.float32)
+    for j in range(width):
+        c0, c1, cw = _bilinear_taps(j, x.shape[1], width)
+        for i in range(height):
+            out[i, j] = rows[i][c0] * (1.0 - cw) + rows[i][c1] * cw
+    return out
+
+
+def min_max(frame):
+    """(v - min) / (max - min) over the non-NaN pixels in Python floats, cast to float32; a constant map is 0."""
+    values = [float(v) for v in np.asarray(frame).ravel() if not math.isnan(v)]
+    lo, hi = min(values), max(values)
+    out = np.full(frame.shape, np.nan, dtype=np.float32)
+    for index, v in np.ndenumerate(frame):
+        if not math.isnan(v):
+            out[index] = (float(v) - lo) / (hi - lo) if hi > lo else 0.0
+    return out

@@ -296,3 +296,17 @@ def test_unknown_protocol_is_a_clear_error():
     ):
         with pytest.raises(CxrbenchError, match="unknown scoring protocol 'paper'"):
             call()
+
+
+@pytest.mark.parametrize("levels", [None, 3, 50])
+def test_auc_matches_sklearn_whichever_part_is_larger(levels):
+    """The exact AUC searches from the part with fewer values: a target smaller and larger than the background,
+    with and without ties across the two parts."""
+    rng = np.random.default_rng(levels or 0)
+    heatmap = _frame(rng, 120, 90, 0, 7, levels)
+    for boxes in ([(10, 10, 30, 40)], [(0, 0, 85, 110)], [(0, 0, 90, 60)]):
+        target = metrics.boxes_to_mask(boxes, 120, 90)
+        valid = ~np.isnan(heatmap)
+        expected = roc_auc_score(target[valid], heatmap[valid])
+        assert metrics.auc_roc(heatmap, target) == pytest.approx(expected, abs=1e-12)
+        assert metrics.score_pair(heatmap, [Box(*b) for b in boxes]).auc == pytest.approx(expected, abs=1e-12)

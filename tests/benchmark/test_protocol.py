@@ -7,6 +7,7 @@ from skimage.transform import resize as skimage_resize
 
 from cxrbench.benchmark.protocol import (
     PROTOCOLS,
+    check_heatmap,
     full_frame,
     nearest_index,
     normalise,
@@ -15,6 +16,8 @@ from cxrbench.benchmark.protocol import (
     to_image_frame,
 )
 from cxrbench.errors import CxrbenchError, MethodOutputError, UnknownNameError
+
+from . import naive
 
 
 def _f32(x: float) -> float:
@@ -176,3 +179,47 @@ def test_full_frame_checks_shape():
 def test_bad_heatmaps_raise_clear_errors(bad, message):
     with pytest.raises(MethodOutputError, match=message):
         to_image_frame(bad, 10, 10)
+
+
+def _bits(a):
+    """Float32 values as their bit patterns: equality below is bit for bit, NaN included."""
+    return np.asarray(a, dtype=np.float32).view(np.uint32)
+
+
+@pytest.mark.parametrize(("n_in", "height", "width"), [((9, 12), 70, 45), ((40, 7), 33, 101), ((5, 5), 17, 2)])
+def test_bilinear_resize_is_the_documented_formula_bit_for_bit(n_in, height, width):
+    """The row-blocked resize (several blocks of rows here) against the formula evaluated pixel by pixel."""
+    x = np.random.default_rng(height).random(n_in, dtype=np.float32) * 3 - 1
+    np.testing.assert_array_equal(_bits(resize(x, height, width)), _bits(naive.bilinear(x, height, width)))
+
+
+@pytest.mark.parametrize("interpolation", ["nearest", "bilinear"])
+@pytest.mark.parametrize(("height", "width"), [(75, 41), (41, 75), (50, 50), (36, 35)])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_to_image_frame_equals_its_steps_bit_for_bit(interpolation, height, width, protocol):
+    """Resized straight into the frame's square (a strided view when the image is landscape) and normalised in
+    place: the same bits as resizing, padding and min-max normalising one step at a time, per pixel."""
+    heatmap = np.random.default_rng(height * width).random((13, 13), dtype=np.float32)
+    heatmap[3:5, 7:9] = np.nan
+    side = min(height, width)
+    square = naive.bilinear(heatmap, side, side) if interpolation == "bilinear" else _naive_nearest(heatmap, side, side)
+    expected = pad_to_frame(square.astype(np.float32), height, width)
+    if protocol == "cxrbench":
+        expected = naive.min_max(expected)
+    got = to_image_frame(heatmap, height, width, interpolation, protocol=protocol)
+    np.testing.assert_array_equal(_bits(got), _bits(expected))
+
+
+def test_normalise_is_the_documented_formula_bit_for_bit():
+    frame = np.random.default_rng(6).random((70, 9), dtype=np.float32) * 7 - 3  # several blocks of rows
+    frame[::5, 2] = np.nan
+    np.testing.assert_array_equal(_bits(normalise(frame)), _bits(naive.min_max(frame)))
+
+
+def test_check_heatmap_copies_only_to_convert_and_full_frame_keeps_the_input():
+    heatmap = np.random.default_rng(2).random((6, 5), dtype=np.float32)
+    assert check_heatmap(heatmap) is heatmap
+    assert check_heatmap(heatmap.astype(np.float64)).dtype == np.float32
+    before = heatmap.copy()
+    full_frame(heatmap, 6, 5)
+    np.testing.assert_array_equal(heatmap, before)

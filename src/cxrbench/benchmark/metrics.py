@@ -8,9 +8,9 @@ union. Thresholds are compared in the heatmap's float32, as `heatmap > t` does i
 The two protocols differ in how a box becomes pixels (section 3) and in the CNR of a pair with several boxes
 (section 4.1); everything else is shared. The public one-metric functions and the all-metrics `score_pair`
 share one core: the valid pixels are split into target / background and each part is sorted once; exact AUC
-(Mann-Whitney U with mid-ranks for ties), the binned AUC and every IoU threshold are then counts from binary
-searches, and CNR per box uses box sums plus the frame's moments (Chan et al. pairwise update), so no metric
-rescans the frame.
+(Mann-Whitney U with mid-ranks for ties, an exact integer from one search per distinct value of one part),
+the binned AUC and every IoU threshold are then counts from binary searches, and CNR per box uses box sums plus
+the frame's moments (Chan et al. pairwise update), so no metric rescans the frame (docs/protocol.md section 9).
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from typing import Any
 
 import numpy as np
 
@@ -83,12 +84,25 @@ class _Part:
 
     def below(self, keys: np.ndarray, inclusive: bool = False) -> np.ndarray:
         """Pixels of this part with value < key (<= key with `inclusive`), per key, compared in float32."""
-        index = np.searchsorted(self.values, keys, side="right" if inclusive else "left")
-        return index if self.weights is None else self._cumulative[index]
+        return self._pixels(np.searchsorted(self.values, keys, side="right" if inclusive else "left"))
 
-    def weighed(self, per_value: np.ndarray) -> int:
-        """Sum over this part's pixels of a per-value quantity (each value counted `weight` times)."""
-        return int(per_value.sum(dtype=np.int64) if self.weights is None else (per_value * self.weights).sum())
+    def distinct(self) -> tuple[np.ndarray, np.ndarray]:
+        """The distinct values, ascending, and how many pixels hold each."""
+        starts = np.flatnonzero(np.concatenate([[True], self.values[1:] != self.values[:-1]]))
+        return self.values[starts], np.diff(self._pixels(np.append(starts, self.values.size)))
+
+    def below_twice(self, keys: np.ndarray) -> np.ndarray:
+        """Per key (no NaN), pixels < key plus pixels <= key: twice the pixels below it, ties counted 1/2. One
+        binary search per key; a second, for the upper end of the tie, only for keys some value equals."""
+        left = np.searchsorted(self.values, keys)
+        right = left.copy()
+        tied = np.take(self.values, left, mode="clip") == keys  # left == size: every value is below the key
+        right[tied] = np.searchsorted(self.values, keys[tied], side="right")
+        return self._pixels(left) + self._pixels(right)
+
+    def _pixels(self, index: np.ndarray) -> np.ndarray:
+        """Pixels among the first `index` values."""
+        return index if self.weights is None else self._cumulative[index]
 
 
 def _ascending_order(values: np.ndarray) -> np.ndarray:
@@ -102,8 +116,41 @@ def _ascending_order(values: np.ndarray) -> np.ndarray:
     return (keys & 0xFFFFFFFF).astype(np.intp)
 
 
+class _ThresholdCounts:
+    """IoU and binned AUC from the counts of target and background pixels above thresholds (shared by the NumPy
+    split and the torch scorer's); a subclass says how to count."""
+
+    target: Any
+    background: Any
+    n_target: int
+
+    def count_above(self, part: Any, thresholds: Sequence[float], inclusive: bool = False) -> np.ndarray:
+        """How many pixels of a part are > t (>= t with `inclusive`), per threshold, compared in float32."""
+        raise NotImplementedError
+
+    def iou_at(self, thresholds: Sequence[float]) -> np.ndarray:
+        tp = self.count_above(self.target, thresholds)
+        union = self.n_target + self.count_above(self.background, thresholds)
+        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
+
+    def auc_binned(self, thresholds: Sequence[float]) -> float:
+        """torcheval's binary_binned_auroc (docs/protocol.md section 4.4): ROC points (0, 0) and (fp, tp) counts of
+        value >= t for t from the highest threshold down, trapezoid area over tp(t_min) * fp(t_min); 0.5 when
+        either count is 0. Its trapezoid sums integer counts and halves the sum in float32: so does this."""
+        order = np.asarray(thresholds, dtype=np.float32)[::-1]
+        if order.size == 0 or (np.diff(order) > 0).any() or order[-1] < 0 or order[0] > 1:
+            raise ValueError(f"binned AUC thresholds must ascend within [0, 1], got {thresholds}")
+        tp = np.concatenate([[0], self.count_above(self.target, order, inclusive=True)])
+        fp = np.concatenate([[0], self.count_above(self.background, order, inclusive=True)])
+        factor = int(tp[-1]) * int(fp[-1])
+        if factor == 0:
+            return 0.5
+        twice_area = int((np.diff(fp) * (tp[1:] + tp[:-1])).sum(dtype=np.int64))
+        return float(np.float32(twice_area)) / 2 / factor
+
+
 @dataclass(frozen=True)
-class _Split:
+class _Split(_ThresholdCounts):
     """Valid pixels split by the target mask, each part sorted; `n_target` counts NaN target pixels too."""
 
     target: _Part
@@ -128,44 +175,39 @@ class _Split:
         """Values (float32, no NaN), each standing for `target` valid target pixels and `background` other valid
         pixels (either may be 0); `n_target` counts every target pixel, NaN ones too."""
         order = _ascending_order(values)
-        values, target = values[order], target[order]
-        in_target = target > 0
-        return cls(_Part(values[in_target], target[in_target]), _Part(values, background[order]), n_target)
+        values, target, background = values[order], target[order], background[order]
+        in_target, in_background = target > 0, background > 0
+        return cls(
+            _Part(values[in_target], target[in_target]),
+            _Part(values[in_background], background[in_background]),
+            n_target,
+        )
 
-    @staticmethod
-    def count_above(part: _Part, thresholds: Sequence[float], inclusive: bool = False) -> np.ndarray:
-        """How many pixels of a part are > t (>= t with `inclusive`), per threshold, compared in float32."""
+    def count_above(self, part: _Part, thresholds: Sequence[float], inclusive: bool = False) -> np.ndarray:
         return part.total - part.below(np.asarray(thresholds, dtype=np.float32), inclusive=not inclusive)
 
-    def iou_at(self, thresholds: Sequence[float]) -> np.ndarray:
-        tp = self.count_above(self.target, thresholds)
-        union = self.n_target + self.count_above(self.background, thresholds)
-        return np.where(union > 0, tp / np.maximum(union, 1), np.nan)
-
     def auc(self) -> float:
-        """Mann-Whitney U over the valid pixels: per target pixel, the background pixels below it, ties 1/2."""
+        """Mann-Whitney U over the valid pixels: per target pixel, the background pixels below it, ties 1/2.
+
+        Searched from the part with fewer values: 2U = sum over targets of (bg < v) + (bg <= v)
+        = 2 n_pos n_neg - sum over background of (targets < v) + (targets <= v), an exact integer either way.
+        """
         pos, neg = self.target, self.background
         n_pos, n_neg = pos.total, neg.total
         if n_pos == 0 or n_neg == 0:
             return float("nan")
-        below = pos.weighed(neg.below(pos.values))
-        below_or_tied = pos.weighed(neg.below(pos.values, inclusive=True))
-        return float((below + below_or_tied) / (2 * n_pos * n_neg))
+        if pos.values.size <= neg.values.size:
+            twice_u = _twice_below(pos, neg)
+        else:
+            twice_u = 2 * n_pos * n_neg - _twice_below(neg, pos)
+        return twice_u / (2 * n_pos * n_neg)
 
-    def auc_binned(self, thresholds: Sequence[float]) -> float:
-        """torcheval's binary_binned_auroc (docs/protocol.md section 4.4): ROC points (0, 0) and (fp, tp) counts of
-        value >= t for t from the highest threshold down, trapezoid area over tp(t_min) * fp(t_min); 0.5 when
-        either count is 0. Its trapezoid sums integer counts and halves the sum in float32: so does this."""
-        order = np.asarray(thresholds, dtype=np.float32)[::-1]
-        if order.size == 0 or (np.diff(order) > 0).any() or order[-1] < 0 or order[0] > 1:
-            raise ValueError(f"binned AUC thresholds must ascend within [0, 1], got {thresholds}")
-        tp = np.concatenate([[0], self.count_above(self.target, order, inclusive=True)])
-        fp = np.concatenate([[0], self.count_above(self.background, order, inclusive=True)])
-        factor = int(tp[-1]) * int(fp[-1])
-        if factor == 0:
-            return 0.5
-        twice_area = int((np.diff(fp) * (tp[1:] + tp[:-1])).sum(dtype=np.int64))
-        return float(np.float32(twice_area)) / 2 / factor
+
+def _twice_below(keys: _Part, part: _Part) -> int:
+    """Sum over the pixels of `keys` of (pixels of `part` < value) + (pixels of `part` <= value), searching each
+    distinct value once (a piecewise-constant frame has few)."""
+    values, pixels = keys.distinct()
+    return int((part.below_twice(values) * pixels).sum(dtype=np.int64))
 
 
 @dataclass(frozen=True)
@@ -178,11 +220,17 @@ class _Moments:
 
     @classmethod
     def of(cls, values: np.ndarray) -> _Moments:
-        values = values[~np.isnan(values)].astype(np.float64)
+        return cls.of_valid(values[~np.isnan(values)])
+
+    @classmethod
+    def of_valid(cls, values: np.ndarray) -> _Moments:
+        """Moments of values without NaN: two-pass mean and M2 in float64 (one float64 copy, updated in place)."""
         if values.size == 0:
-            return cls(0, math.nan, 0.0)
-        mean = float(values.mean())
-        return cls(values.size, mean, float(np.square(values - mean).sum()))
+            return _EMPTY
+        deviations = values.astype(np.float64)
+        mean = float(deviations.mean())
+        deviations -= mean
+        return cls(values.size, mean, float(np.square(deviations, out=deviations).sum()))
 
     @classmethod
     def weighted(cls, values: np.ndarray, weights: np.ndarray) -> _Moments:
@@ -329,7 +377,7 @@ def score_pair(
     heatmap = np.asarray(heatmap, dtype=np.float32)
     height, width = heatmap.shape
     split = _Split.of(heatmap, boxes_to_mask(boxes, height, width, protocol))
-    frame = _Moments.of(split.target.values).plus(_Moments.of(split.background.values))
+    frame = _Moments.of_valid(split.target.values).plus(_Moments.of_valid(split.background.values))
     return _pair_scores(split, _box_contrasts(_box_insides(heatmap, boxes, protocol), frame, protocol), thresholds)
 
 
