@@ -15,7 +15,15 @@ import click
 
 from cxrbench import __version__
 from cxrbench.commands.breakdown import breakdown
-from cxrbench.commands.common import emit, open_dataset, parse_dataset_options, parse_options, split_list, write_frame
+from cxrbench.commands.common import (
+    emit,
+    open_dataset,
+    parse_dataset_options,
+    parse_options,
+    split_list,
+    stored_runs,
+    write_frame,
+)
 from cxrbench.commands.figure import figure
 from cxrbench.commands.plot import plot
 from cxrbench.commands.report import report
@@ -227,25 +235,22 @@ def table(
     allow_mixed: bool,
 ) -> None:
     """Build the leaderboard from the runs stored under RUNS_DIR (default: runs); docs/results.md, "Tables"."""
-    from cxrbench.benchmark.store import find_runs
     from cxrbench.leaderboard.marks import table_marks
     from cxrbench.leaderboard.tables import build_leaderboard, format_table
 
-    found = find_runs(runs_dir)
-    for reason in found.skipped:
-        click.echo(f"skipped: {reason}", err=True)
+    runs = stored_runs(runs_dir)
     if ablation:
         from cxrbench.leaderboard.ablation import build_ablation, format_ablation
 
         if methods or marks or allow_mixed:
             raise CxrbenchError("--ablation takes the method's runs itself: drop --methods, --marks, --allow-mixed")
-        ablation_table = build_ablation(found.runs, dataset, ablation, split_list(metrics), protocol)
+        ablation_table = build_ablation(runs, dataset, ablation, split_list(metrics), protocol)
         emit(format_ablation(ablation_table, fmt), output)  # type: ignore[arg-type]
         return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        board = build_leaderboard(found.runs, dataset, split_list(methods), split_list(metrics), allow_mixed, protocol)
-        chosen = table_marks(board, found.runs) if marks and fmt != "csv" else None
+        board = build_leaderboard(runs, dataset, split_list(methods), split_list(metrics), allow_mixed, protocol)
+        chosen = table_marks(board, runs) if marks and fmt != "csv" else None
     for warning in caught:
         click.echo(f"note: {warning.message}", err=True)
     text = format_table(board, fmt, chosen, cell, layout, fit, float_env)  # type: ignore[arg-type]
@@ -283,15 +288,12 @@ def compare(
     """Paired bootstrap comparison of stored runs against a baseline on the pairs all of them scored: per class
     and on average, the mean difference, its 95 % interval, a p-value and Holm-adjusted p-values across classes."""
     from cxrbench.benchmark.compare import format_comparison, paired_bootstrap, select_runs
-    from cxrbench.benchmark.store import find_runs
 
-    found = find_runs(runs_dir)
-    for reason in found.skipped:
-        click.echo(f"skipped: {reason}", err=True)
+    runs = stored_runs(runs_dir)
     names = split_list(methods) or []
     if baseline is not None and baseline not in names:
         names.insert(0, baseline)
-    runs = select_runs(found.runs, dataset, names)
+    runs = select_runs(runs, dataset, names)
     comparison = paired_bootstrap(runs, baseline, split_list(metrics) or (), n_resamples, seed)
     if comparison.n_dropped:
         click.echo(f"left out {comparison.n_dropped} pairs that not every run scored", err=True)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from cxrbench.commands.common import emit, split_list
-from cxrbench.errors import CxrbenchError
+from cxrbench.commands.common import chosen_runs, emit, split_list
 
 
 @click.command("breakdown")
@@ -28,12 +27,7 @@ from cxrbench.errors import CxrbenchError
 )
 @click.option("--methods", help="Comma-separated runs, in column order (default: all runs of the dataset, by name).")
 @click.option("--protocol", type=click.Choice(["cxrbench", "published"]), help="Only runs scored with this protocol.")
-@click.option(
-    "--metrics",
-    default="cnr,miou,auc",
-    show_default=True,
-    help="Comma-separated: cnr, miou, auc, auc_binned, cnr_signed.",
-)
+@click.option("--metrics", help="Comma-separated: cnr, miou, auc, auc_binned, cnr_signed [default: cnr,miou,auc].")
 @click.option(
     "--n-resamples",
     type=click.IntRange(min=100, max=1_000_000),
@@ -51,7 +45,7 @@ def breakdown(
     side_from: str,
     methods: str | None,
     protocol: str | None,
-    metrics: str,
+    metrics: str | None,
     n_resamples: int,
     seed: int,
     fmt: str,
@@ -61,18 +55,10 @@ def breakdown(
     metric and its 95 % bootstrap interval, on the pairs every run scored."""
     from cxrbench.benchmark.breakdown import breakdown as compute
     from cxrbench.benchmark.breakdown import format_breakdown
-    from cxrbench.benchmark.compare import select_runs
-    from cxrbench.benchmark.store import find_runs
+    from cxrbench.leaderboard.tables import DEFAULT_METRICS
 
-    found = find_runs(runs_dir)
-    for reason in found.skipped:
-        click.echo(f"skipped: {reason}", err=True)
-    runs = [r for r in found.runs if protocol is None or r.protocol == protocol]
-    if not runs:
-        raise CxrbenchError(f"no stored run under {runs_dir} was scored with the {protocol} protocol")
-    names = split_list(methods) or sorted(r.name for r in runs if r.dataset == dataset)
-    chosen = select_runs(runs, dataset, names)
-    frame = compute(chosen, by, split_list(metrics) or (), side_from, n_resamples, seed)
+    chosen = chosen_runs(runs_dir, dataset, methods, protocol)
+    frame = compute(chosen, by, split_list(metrics) or DEFAULT_METRICS, side_from, n_resamples, seed)
     if frame.attrs["n_dropped"]:
         click.echo(f"left out {frame.attrs['n_dropped']} pairs that not every run scored", err=True)
     emit(format_breakdown(frame, fmt), output)  # type: ignore[arg-type]

@@ -12,6 +12,7 @@ from cxrbench.errors import CxrbenchError
 if TYPE_CHECKING:
     import pandas as pd
 
+    from cxrbench.benchmark.summary import RunSummary
     from cxrbench.types import Dataset
 
 
@@ -64,3 +65,25 @@ def emit(text: str, output: Path | None) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     write_atomic(output, text)
     click.echo(f"wrote {output}", err=True)
+
+
+def stored_runs(runs_dir: Path, protocol: str | None = None) -> list[RunSummary]:
+    """Every readable run under `runs_dir` (of `protocol` when given); each unreadable one reported on stderr."""
+    from cxrbench.benchmark.store import find_runs
+
+    found = find_runs(runs_dir)
+    for reason in found.skipped:
+        click.echo(f"skipped: {reason}", err=True)
+    runs = [r for r in found.runs if protocol is None or r.protocol == protocol]
+    if not runs and protocol is not None:
+        raise CxrbenchError(f"no stored run under {runs_dir} was scored with the {protocol} protocol")
+    return runs
+
+
+def chosen_runs(runs_dir: Path, dataset: str, methods: str | None, protocol: str | None = None) -> list[RunSummary]:
+    """The runs named by --methods (default: every run of `dataset`, by name), of `protocol` when given."""
+    from cxrbench.benchmark.compare import select_runs
+
+    runs = stored_runs(runs_dir, protocol)
+    names = split_list(methods) or sorted(r.name for r in runs if r.dataset == dataset)
+    return select_runs(runs, dataset, names)

@@ -6,8 +6,7 @@ from pathlib import Path
 
 import click
 
-from cxrbench.commands.common import split_list
-from cxrbench.errors import CxrbenchError
+from cxrbench.commands.common import chosen_runs
 
 
 @click.command("plot")
@@ -28,16 +27,8 @@ from cxrbench.errors import CxrbenchError
 def plot(runs_dir: Path, dataset: str, methods: str | None, protocol: str | None, metric: str, output: Path) -> None:
     """Draw the per-class forest plot of the stored runs under RUNS_DIR (default: runs): each method's mean and
     95 % bootstrap interval per class, the Average row set apart."""
-    from cxrbench.benchmark.compare import select_runs
-    from cxrbench.benchmark.store import find_runs
     from cxrbench.figures.forest import forest_plot, output_format, save_figure
 
     output_format(output)  # a wrong suffix is refused before any work
-    found = find_runs(runs_dir)
-    for reason in found.skipped:
-        click.echo(f"skipped: {reason}", err=True)
-    runs = [r for r in found.runs if protocol is None or r.protocol == protocol]
-    if not runs:
-        raise CxrbenchError(f"no stored run under {runs_dir} was scored with the {protocol} protocol")
-    names = split_list(methods) or sorted(r.name for r in runs if r.dataset == dataset)
-    click.echo(f"wrote {save_figure(forest_plot(select_runs(runs, dataset, names), metric), output)}", err=True)
+    figure = forest_plot(chosen_runs(runs_dir, dataset, methods, protocol), metric)
+    click.echo(f"wrote {save_figure(figure, output)}", err=True)
