@@ -10,6 +10,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -17,6 +18,7 @@ from cxrbench import __version__
 from cxrbench.commands.breakdown import breakdown
 from cxrbench.commands.common import (
     emit,
+    execution_options,
     open_dataset,
     parse_dataset_options,
     parse_options,
@@ -96,6 +98,7 @@ def cli(ctx: click.Context, debug: bool) -> None:
     help="skip: log a failing pair to errors.csv and go on.",
 )
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@execution_options
 def run(
     method: str,
     dataset: str,
@@ -117,6 +120,7 @@ def run(
     force: bool,
     on_error: str,
     no_progress: bool,
+    execution: dict[str, Any],
 ) -> None:
     """Run METHOD on DATASET, cache heatmaps, score every pair and print the per-class table."""
     from cxrbench.benchmark.runner import run_benchmark
@@ -146,6 +150,7 @@ def run(
         overwrite=overwrite,
         on_error=on_error,
         progress=not no_progress,
+        **execution,
     )
     summary = result.summary
     click.echo(to_markdown(build_leaderboard([summary], metrics=default_metrics(summary.protocol))), nl=False)

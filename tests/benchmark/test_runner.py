@@ -1,4 +1,5 @@
 import json
+import multiprocessing
 import signal
 import subprocess
 import sys
@@ -9,6 +10,7 @@ import pandas as pd
 import pytest
 
 from cxrbench.benchmark.cache import HeatmapCache, RunLock
+from cxrbench.benchmark.executors import default_score_workers
 from cxrbench.benchmark.runner import SCORE_COLUMNS, run_benchmark
 from cxrbench.benchmark.summary import SCHEMA_VERSION, RunSummary
 from cxrbench.datasets.demo import DemoDataset
@@ -220,3 +222,66 @@ def test_demo_dataset_order_is_the_run_order(tmp_path):
     result = _run("center-gaussian", tmp_path)
     expected = [s.pair_id for s in list(DemoDataset())[:12]]
     assert list(result.scores["pair_id"]) == expected
+
+
+class WrongFullOnLandscape(Counting):
+    """A full-frame method whose square maps the scorer refuses on non-square images (a score-stage error);
+    records how many scoring processes are alive while it computes."""
+
+    frame = "full"
+
+    def __init__(self):
+        super().__init__()
+        self.scoring_processes = []
+
+    def heatmap(self, image, prompt):
+        self.scoring_processes.append(len(multiprocessing.active_children()))
+        return super().heatmap(image, prompt)
+
+
+class Interrupted(Counting):
+    """Ctrl-C while computing the pair after the first `k` (never with None)."""
+
+    def __init__(self, k):
+        super().__init__()
+        self.k = k
+
+    def heatmap(self, image, prompt):
+        if self.calls == self.k:
+            raise KeyboardInterrupt
+        return super().heatmap(image, prompt)
+
+
+def test_scoring_processes_give_the_same_files_as_in_process_scoring(tmp_path):
+    inline, pooled = WrongFullOnLandscape(), WrongFullOnLandscape()
+    a = _run(inline, tmp_path / "a", on_error="skip", score_workers=0)
+    b = _run(pooled, tmp_path / "b", on_error="skip", score_workers=2)
+    assert 0 < len(a.errors) < 12 and set(a.errors["stage"]) == {"score"}
+    for name in ("scores.csv", "errors.csv", "images.csv"):
+        assert (a.run_dir / name).read_bytes() == (b.run_dir / name).read_bytes()
+    assert max(inline.scoring_processes) == 0 and max(pooled.scoring_processes) >= 1  # scored while computing
+    assert b.summary.settings["score_workers"] == 2 and b.summary.timings["score_s"] > 0
+    assert multiprocessing.active_children() == []
+
+
+def test_a_scoring_error_stops_the_run_and_its_processes(tmp_path):
+    with pytest.raises(CxrbenchError, match=r"pair demo-001 .*score: .*full-frame heatmap has shape"):
+        _run(WrongFullOnLandscape(), tmp_path, score_workers=2)
+    assert multiprocessing.active_children() == []
+
+
+def test_ctrl_c_stops_the_scoring_processes_and_keeps_the_cache(tmp_path):
+    with pytest.raises(KeyboardInterrupt):
+        _run(Interrupted(7), tmp_path, score_workers=2)
+    assert multiprocessing.active_children() == []
+    assert len(HeatmapCache(tmp_path / "demo" / "heatmaps" / "counting")) == 7
+    resumed = _run(Interrupted(None), tmp_path, score_workers=2)  # the same method: its cache
+    assert resumed.summary.timings["heatmaps_from_cache"] == 7 and resumed.summary.timings["heatmaps_computed"] == 5
+    clean = _run(Counting(), tmp_path / "clean", score_workers=0)
+    assert (resumed.run_dir / "scores.csv").read_bytes() == (clean.run_dir / "scores.csv").read_bytes()
+
+
+def test_score_worker_option_is_checked():
+    with pytest.raises(CxrbenchError, match="--score-workers must be a non-negative integer, not -1"):
+        run_benchmark("oracle-gaussian", "demo", score_workers=-1)
+    assert default_score_workers(12) == 0 and 1 <= default_score_workers(1153) <= 4

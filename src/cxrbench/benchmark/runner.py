@@ -1,6 +1,7 @@
 """Run one method on one dataset: stream samples -> method -> heatmap cache -> protocol -> metrics -> summary.
 
-Images are decoded in a small background thread pool a few pairs ahead of the method. Every heatmap is cached
+The method runs in this process or on Ray actors, and scores are computed here or in a pool of processes
+(`executors.py`, docs/scaling.md); this module is the one writer of the heatmap cache. Every heatmap is cached
 as soon as it is computed, so an interrupted run (crash, Ctrl-C, SIGKILL) resumes without recomputing any
 cached pair; scores are recomputed from the cache, which is cheap and keeps them identical.
 """
@@ -12,10 +13,9 @@ import json
 import re
 import sys
 import time
-from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from contextlib import contextmanager
+from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
 from typing import Any, Literal
@@ -28,6 +28,14 @@ from cxrbench.benchmark import store
 from cxrbench.benchmark.aggregate import AVERAGE, summarise
 from cxrbench.benchmark.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES
 from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key
+from cxrbench.benchmark.executors import (
+    Batch,
+    LocalExecutor,
+    PairError,
+    RayExecutor,
+    ScorePool,
+    default_score_workers,
+)
 from cxrbench.benchmark.metrics import IOU_THRESHOLDS, score_boxes, score_pair
 from cxrbench.benchmark.protocol import (
     PROTOCOLS,
@@ -39,12 +47,14 @@ from cxrbench.benchmark.protocol import (
 from cxrbench.benchmark.strata import box_fraction, box_side
 from cxrbench.benchmark.summary import RunIdentity, RunSummary, SummaryError
 from cxrbench.benchmark.weighted import score_square
-from cxrbench.capabilities import MethodSpec, describe
-from cxrbench.errors import CxrbenchError, DataError, MethodFailedError, RunConflictError
+from cxrbench.capabilities import MethodSpec
+from cxrbench.errors import CxrbenchError, DataError, RunConflictError
 from cxrbench.registry import load_dataset, load_method
-from cxrbench.types import Sample
+from cxrbench.types import ImageSource, Sample
 
 OnError = Literal["fail", "skip"]
+ExecutorName = Literal["local", "ray"]
+Executor = LocalExecutor | RayExecutor
 METRICS = ("cnr", "cnr_signed", "miou", "auc", "auc_binned")
 IOU_COLUMNS = tuple(f"iou_{t:g}" for t in IOU_THRESHOLDS)
 SCORE_COLUMNS = (
@@ -61,7 +71,6 @@ SCORE_COLUMNS = (
     "no_prediction",
 )
 ERROR_COLUMNS = ("pair_id", "image_id", "class_name", "stage", "error")
-_PREFETCH = 4
 
 
 @dataclass
@@ -77,18 +86,6 @@ class RunResult:
 @dataclass
 class _Timer:
     seconds: dict[str, float] = field(default_factory=lambda: {"load": 0.0, "method": 0.0, "score": 0.0})
-
-    def add(self, stage: str, start: float) -> None:
-        self.seconds[stage] += time.perf_counter() - start
-
-
-class _PairError(Exception):
-    """One pair failed at one stage; handled per --on-error."""
-
-    def __init__(self, stage: str, error: Exception):
-        super().__init__(str(error))
-        self.stage = stage
-        self.error = error
 
 
 def _json_values(config: Any, what: str) -> dict[str, Any]:
@@ -111,7 +108,8 @@ def _json_values(config: Any, what: str) -> dict[str, Any]:
     return json.loads(json.dumps(config, default=default))
 
 
-def _method_config(method: Any) -> dict[str, Any]:
+def method_config(method: Any) -> dict[str, Any]:
+    """The method's class and `config()`: part of the cache key and the run identity (docs/results.md)."""
     config = _json_values(method.config() if hasattr(method, "config") else {}, f"method {method.name!r} config()")
     return {"class": f"{type(method).__module__}.{type(method).__qualname__}", **config}
 
@@ -174,29 +172,62 @@ def _check_samples(samples: Sequence[Sample]) -> None:
         seen.add(s.pair_id)
 
 
-def _prefetch(samples: Sequence[Sample], pool: ThreadPoolExecutor) -> Iterator[tuple[Sample, Future]]:
-    """Yield (sample, future image) with at most _PREFETCH images decoded ahead."""
-    pending: deque[tuple[Sample, Future]] = deque()
-    queue = iter(samples)
-    for sample in islice(queue, _PREFETCH):
-        pending.append((sample, pool.submit(sample.load_image)))
-    while pending:
-        yield pending.popleft()
-        for sample in islice(queue, 1):
-            pending.append((sample, pool.submit(sample.load_image)))
+def _no_image() -> Any:
+    raise DataError("the scorer never loads images")
+
+
+_NO_IMAGE = ImageSource(_no_image, _no_image)
+
+
+def score_prediction(
+    spec: MethodSpec, protocol: ScoringProtocol, sample: Sample, prediction: Any
+) -> tuple[dict[str, Any], float]:
+    """One scores.csv row for a validated prediction (docs/protocol.md) and the seconds it took; a pair the
+    scorer refuses raises PairError("score"). Module-level, so that scoring processes can run it."""
+    start = time.perf_counter()
+    if spec.boxes:
+        scores = score_boxes(prediction, sample.boxes, sample.height, sample.width, protocol=protocol)
+    else:
+        full = spec.frame == "full" or (spec.frame == "auto" and prediction.shape == (sample.height, sample.width))
+        try:
+            if full:
+                frame = full_frame(prediction, sample.height, sample.width, protocol=protocol)
+                scores = score_pair(frame, sample.boxes, protocol=protocol)
+            else:  # nearest maps are scored on their own grid, exactly (docs/protocol.md section 8)
+                scores = score_square(
+                    prediction, sample.height, sample.width, sample.boxes, spec.interpolation, protocol=protocol
+                )
+        except CxrbenchError as exc:
+            raise PairError("score", exc) from exc
+    row = {
+        "pair_id": sample.pair_id,
+        "image_id": sample.image_id,
+        "class_name": sample.class_name,
+        "prompt": sample.prompt,
+        "cnr": scores.cnr,
+        "cnr_signed": scores.cnr_signed,
+        "miou": scores.miou,
+        "auc": scores.auc,
+        "auc_binned": scores.auc_binned,
+        **dict(zip(IOU_COLUMNS, scores.iou, strict=True)),
+        "n_boxes": len(sample.boxes),
+        "box_fraction": box_fraction(sample.boxes, sample.height, sample.width, protocol),
+        "box_side": box_side(sample.boxes, sample.width),
+        "cnr_undefined": scores.cnr_undefined,
+        "no_prediction": bool(spec.boxes and not prediction),
+    }
+    return row, time.perf_counter() - start
 
 
 class _Engine:
-    """Computes, caches and scores heatmaps for one (method, dataset) run."""
+    """The one writer of a run's heatmap cache: reads cached pairs, validates and stores computed ones."""
 
-    def __init__(self, method: Any, spec: MethodSpec, timer: _Timer, protocol: ScoringProtocol):
-        self.method = method
+    def __init__(self, spec: MethodSpec, config: dict[str, Any], protocol: ScoringProtocol):
         self.spec = spec
         self.name = spec.name
-        self.cache: HeatmapCache | None = None
-        self.timer = timer
+        self.config = config
         self.protocol = protocol
-        self.config = _method_config(method)
+        self.cache: HeatmapCache | None = None
         self.computed = 0
         self.from_cache = 0
 
@@ -210,131 +241,30 @@ class _Engine:
             return None
         return cache_key(self.name, self.config, sample.pair_id, sample.prompt, fingerprint)
 
-    def _call(self, samples: list[Sample], images: list[np.ndarray | None]) -> list[np.ndarray]:
-        start = time.perf_counter()
-        try:
-            capability = self.spec.capability
-            if capability == "boxes":
-                maps = [self.method.boxes_for_sample(s) for s in samples]
-            elif capability == "sample":
-                maps = [self.method.heatmap_for_sample(s) for s in samples]
-            elif capability == "batched":
-                maps = list(self.method.heatmaps(images, [s.prompt for s in samples]))
-            else:
-                maps = [self.method.heatmap(images[0], samples[0].prompt)]
-        except CxrbenchError as exc:
-            raise _PairError("method", exc) from exc
-        except Exception as exc:
-            message = f"method '{self.name}' raised {type(exc).__name__}: {exc}"
-            raise _PairError("method", MethodFailedError(message)) from exc
-        finally:
-            self.timer.add("method", start)
-        if len(maps) != len(samples):
-            raise _PairError(
-                "method",
-                MethodFailedError(f"method '{self.name}' returned {len(maps)} heatmaps for {len(samples)} images"),
-            )
-        return maps
+    def cached(self, key: str | None) -> np.ndarray | None:
+        """The cached heatmap, or None (absent, or corrupt: then it is recomputed)."""
+        heatmap = self.cache.get(key) if key is not None else None
+        self.from_cache += heatmap is not None
+        return heatmap
 
-    def heatmaps(self, batch: list[tuple[Sample, Future | None]]) -> Iterator[tuple[Sample, np.ndarray | _PairError]]:
-        """Heatmaps for a batch (cached ones read back), in order, each or the error it raised."""
-        results: dict[str, np.ndarray | _PairError] = {}
-        todo: list[tuple[Sample, np.ndarray | None, str | None]] = []
-        for sample, future in batch:
-            if sample.error is not None:
-                results[sample.pair_id] = _PairError("data", DataError(sample.error))
-                continue
-            key = self.key(sample)
-            cached = self.cache.get(key) if key is not None else None
-            if cached is not None:
-                results[sample.pair_id] = cached
-                self.from_cache += 1
-                continue
-            image = None
-            if self.spec.needs_image:
-                start = time.perf_counter()
-                try:  # a cache entry found corrupt just now has no prefetched image: load it here
-                    image = future.result() if future is not None else sample.load_image()
-                except CxrbenchError as exc:
-                    results[sample.pair_id] = _PairError("load", exc)
-                    continue
-                except Exception as exc:
-                    results[sample.pair_id] = _PairError(
-                        "load", DataError(f"cannot read image of pair {sample.pair_id}: {exc}")
-                    )
-                    continue
-                finally:
-                    self.timer.add("load", start)
-            todo.append((sample, image, key))
-        if todo:
-            try:
-                maps = self._call([s for s, _, _ in todo], [im for _, im, _ in todo])
-            except _PairError as err:
-                maps = [err] * len(todo)
-            for (sample, _, key), heatmap in zip(todo, maps, strict=True):
-                results[sample.pair_id] = self._validate_and_store(sample, key, heatmap)
-        for sample, _ in batch:
-            yield sample, results[sample.pair_id]
+    def needs_computing(self, sample: Sample) -> bool:
+        """Whether the pair goes to the method (it can be read and its heatmap is not in the cache index)."""
+        if sample.error is not None:
+            return False
+        key = self.key(sample)
+        return key is None or key not in self.cache
 
-    def _validate_and_store(self, sample: Sample, key: str | None, heatmap: Any) -> np.ndarray | _PairError:
-        if isinstance(heatmap, _PairError) or self.spec.boxes:
+    def validate_and_store(self, sample: Sample, key: str | None, heatmap: Any) -> Any:
+        if isinstance(heatmap, PairError) or self.spec.boxes:
             return heatmap
         try:
             heatmap = check_heatmap(heatmap, f"heatmap of method '{self.name}' for pair {sample.pair_id}")
         except CxrbenchError as exc:
-            return _PairError("method", exc)
+            return PairError("method", exc)
         self.computed += 1
         if key is not None:
             self.cache.put(key, heatmap)
         return heatmap
-
-    def score(self, sample: Sample, prediction: Any) -> dict[str, Any]:
-        start = time.perf_counter()
-        if self.spec.boxes:
-            scores = score_boxes(prediction, sample.boxes, sample.height, sample.width, protocol=self.protocol)
-        else:
-            kind = self.spec.frame
-            full = kind == "full" or (kind == "auto" and prediction.shape == (sample.height, sample.width))
-            try:
-                if full:
-                    frame = full_frame(prediction, sample.height, sample.width, protocol=self.protocol)
-                    scores = score_pair(frame, sample.boxes, protocol=self.protocol)
-                else:  # nearest maps are scored on their own grid, exactly (docs/protocol.md section 8)
-                    scores = score_square(
-                        prediction,
-                        sample.height,
-                        sample.width,
-                        sample.boxes,
-                        self.spec.interpolation,
-                        protocol=self.protocol,
-                    )
-            except CxrbenchError as exc:
-                raise _PairError("score", exc) from exc
-        self.timer.add("score", start)
-        return {
-            "pair_id": sample.pair_id,
-            "image_id": sample.image_id,
-            "class_name": sample.class_name,
-            "prompt": sample.prompt,
-            "cnr": scores.cnr,
-            "cnr_signed": scores.cnr_signed,
-            "miou": scores.miou,
-            "auc": scores.auc,
-            "auc_binned": scores.auc_binned,
-            **dict(zip(IOU_COLUMNS, scores.iou, strict=True)),
-            "n_boxes": len(sample.boxes),
-            "box_fraction": box_fraction(sample.boxes, sample.height, sample.width, self.protocol),
-            "box_side": box_side(sample.boxes, sample.width),
-            "cnr_undefined": scores.cnr_undefined,
-            "no_prediction": bool(self.spec.boxes and not prediction),
-        }
-
-
-def _needs_image(engine: _Engine, sample: Sample) -> bool:
-    if not engine.spec.needs_image or sample.error is not None:
-        return False
-    key = engine.key(sample)
-    return key is None or engine.cache is None or key not in engine.cache
 
 
 def _check_options(
@@ -372,11 +302,10 @@ def _check_name(name: str, what: str) -> None:
         )
 
 
-def _check_predictions(method: Any, samples: Sequence[Sample], on_error: OnError) -> list[str]:
+def _check_predictions(executor: Executor, samples: Sequence[Sample], on_error: OnError) -> list[str]:
     """Imported predictions (`check_pairs`) match their ids to every pair of the dataset, not only the first
     --limit ones: ids naming no pair are an error, or (skip) a note kept in the summary."""
-    check_pairs = getattr(method, "check_pairs", None)
-    note = check_pairs([s.pair_id for s in samples], on_error) if check_pairs is not None else None
+    note = executor.check_pairs([s.pair_id for s in samples], on_error)
     return [note] if note else []
 
 
@@ -426,6 +355,11 @@ def run_benchmark(
     overwrite: bool = False,
     on_error: OnError = "fail",
     progress: bool = True,
+    executor: ExecutorName = "local",
+    ray_address: str | None = None,
+    gpus_per_worker: float | None = None,
+    workers: int | None = None,
+    score_workers: int | None = None,
 ) -> RunResult:
     """Run `method` on `dataset` (registered names or objects) and store the results.
 
@@ -433,16 +367,22 @@ def run_benchmark(
     identity, per-class means and CIs, the Average row, versions, timings), `images.csv` and `errors.csv` (pairs
     skipped with on_error="skip"), replaced as one set. A folder holding a run of another identity (method config,
     dataset and its options, limit, protocol, dataset manifest) is refused unless `overwrite` (docs/results.md).
+
+    `executor="ray"` computes heatmaps on Ray actors (`workers` of them, `gpus_per_worker` GPUs each; the Ray
+    instance at `ray_address`, the one this process is connected to, or a local one started for the run), each
+    loading the method and dataset from their names and options; `score_workers` processes score finished pairs
+    while the method computes (0: in this process; default: `default_score_workers`). Neither changes
+    `scores.csv` (docs/scaling.md).
     """
     _check_options(on_error, protocol, n_resamples, confidence, seed, limit, name)
+    ray_options = {"ray_address": ray_address, "gpus_per_worker": gpus_per_worker, "workers": workers}
+    _check_executor(executor, score_workers, ray_options)
     started = time.perf_counter()
     dataset_options = dataset_options or {}
+    method_options = method_options or {}
+    dataset_name = dataset if isinstance(dataset, str) else None  # Ray workers rebuild a registered dataset
     if isinstance(dataset, str):
         dataset = load_dataset(dataset, data_root=data_root, **dataset_options)
-    if isinstance(method, str):
-        method = load_method(method, **(method_options or {}))
-    spec = describe(method)
-    method_name = spec.name
     samples = list(islice(iter(dataset), limit))
     if not samples:
         raise DataError(
@@ -450,124 +390,220 @@ def run_benchmark(
             f"check the data root and the -O options (e.g. the split name)"
         )
     _check_samples(samples)
-    if limit is not None and len(samples) < limit:
-        limit = None  # the whole dataset: the same run as one without a limit
-    needs_all = limit is not None and hasattr(method, "check_pairs")
-    notes = _check_predictions(method, list(dataset) if needs_all else samples, on_error)
-    timer = _Timer()
-    engine = _Engine(method, spec, timer, protocol)
-    identity = RunIdentity(
-        method=method_name,
-        method_config=engine.config,
-        dataset=dataset.name,
-        dataset_config=_dataset_config(dataset, dataset_options),
-        limit=limit,
-        protocol=protocol,
-        scorer_version=SCORER_VERSION,
-        manifest_sha256=_dataset_manifest(samples),
-    )
-    name = name or store.default_name(method_name, protocol)
-    _check_name(name, "the method's name" if name == method_name else "--name")
-    folder = store.run_dir(out, dataset.name, name)
-    with RunLock(folder):
-        store.recover(folder)
-        _check_identity(folder, identity, overwrite)
-        if spec.cacheable:
-            engine.cache = HeatmapCache(store.cache_dir(out, dataset.name, method_name))
-            if force:
-                engine.cache.clear()
-        rows, errors = _score_all(engine, samples, on_error, progress)
-        if not rows:
-            raise DataError(
-                f"no pair of '{dataset.name}' could be scored ({len(errors)} errors, e.g. pair {errors[0]['pair_id']}: "
-                f"{errors[0]['error']}); nothing was written"
+    with _executor(
+        method,
+        method_options,
+        dataset_name or dataset,
+        data_root,
+        dataset_options,
+        limit,
+        executor,
+        ray_address,
+        gpus_per_worker,
+        workers,
+    ) as runner:
+        spec = runner.spec
+        method_name = spec.name
+        limit = limit if limit is None or len(samples) >= limit else None  # the whole dataset: no limit
+        needs_all = limit is not None and runner.checks_pairs
+        notes = _check_predictions(runner, list(dataset) if needs_all else samples, on_error)
+        engine = _Engine(spec, runner.config, protocol)
+        identity = RunIdentity(
+            method=method_name,
+            method_config=engine.config,
+            dataset=dataset.name,
+            dataset_config=_dataset_config(dataset, dataset_options),
+            limit=limit,
+            protocol=protocol,
+            scorer_version=SCORER_VERSION,
+            manifest_sha256=_dataset_manifest(samples),
+        )
+        name = name or store.default_name(method_name, protocol)
+        _check_name(name, "the method's name" if name == method_name else "--name")
+        folder = store.run_dir(out, dataset.name, name)
+        with RunLock(folder):
+            store.recover(folder)
+            _check_identity(folder, identity, overwrite)
+            if spec.cacheable:
+                engine.cache = HeatmapCache(store.cache_dir(out, dataset.name, method_name))
+                if force:
+                    engine.cache.clear()
+            timer = _Timer()
+            pool_size = default_score_workers(len(samples)) if score_workers is None else score_workers
+            rows, errors = _score_all(engine, runner, samples, on_error, progress, pool_size, timer)
+            if not rows:
+                first = errors[0]
+                raise DataError(
+                    f"no pair of '{dataset.name}' could be scored ({len(errors)} errors, e.g. pair {first['pair_id']}: "
+                    f"{first['error']}); nothing was written"
+                )
+            scores = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
+            error_frame = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
+            classes = summarise(scores, METRICS, list(dataset.classes), n_resamples, confidence, seed)
+            if spec.boxes:  # box methods report how many pairs got no box (docs/protocol.md)
+                for class_name, row in classes.items():
+                    group = scores if class_name == AVERAGE else scores[scores["class_name"] == class_name]
+                    row["misses"] = int(group["no_prediction"].sum())
+            summary = RunSummary(
+                name=name,
+                identity=identity,
+                classes=classes,
+                n_pairs=len(samples),
+                n_scored=len(scores),
+                n_errors=len(error_frame),
+                n_cnr_undefined_pairs=int((scores["cnr_undefined"] > 0).sum()),
+                notes=notes,
+                settings={
+                    "data_root": data_root,
+                    "options": _json_values({"method": method_options, "dataset": dataset_options}, "options"),
+                    "seed": seed,
+                    "n_resamples": n_resamples,
+                    "confidence": confidence,
+                    "iou_thresholds": list(IOU_THRESHOLDS),
+                    "capability": spec.capability,
+                    "interpolation": spec.interpolation,
+                    "frame": spec.frame,
+                    "output": "boxes" if spec.boxes else "heatmap",
+                    "bound": spec.bound,
+                    "dataset_release": dataset.release() if hasattr(dataset, "release") else None,
+                    "cached": engine.cache is not None,
+                    "on_error": on_error,
+                    "executor": executor,
+                    "score_workers": pool_size,
+                    "command": store.command_line(),
+                },
+                versions=store.package_versions(),
+                torch=_torch_record(),
+                git_commit=store.git_commit(),
+                timings={
+                    "total_s": round(time.perf_counter() - started, 3),
+                    **{f"{k}_s": round(v, 3) for k, v in timer.seconds.items()},
+                    "heatmaps_computed": engine.computed,
+                    "heatmaps_from_cache": engine.from_cache,
+                },
             )
-        scores = pd.DataFrame(rows, columns=list(SCORE_COLUMNS))
-        error_frame = pd.DataFrame(errors, columns=list(ERROR_COLUMNS))
-        classes = summarise(scores, METRICS, list(dataset.classes), n_resamples, confidence, seed)
-        if engine.spec.boxes:  # box methods report how many pairs got no box (docs/protocol.md)
-            for class_name, row in classes.items():
-                group = scores if class_name == AVERAGE else scores[scores["class_name"] == class_name]
-                row["misses"] = int(group["no_prediction"].sum())
-        summary = RunSummary(
-            name=name,
-            identity=identity,
-            classes=classes,
-            n_pairs=len(samples),
-            n_scored=len(scores),
-            n_errors=len(error_frame),
-            n_cnr_undefined_pairs=int((scores["cnr_undefined"] > 0).sum()),
-            notes=notes,
-            settings={
-                "data_root": data_root,
-                "options": _json_values({"method": method_options or {}, "dataset": dataset_options}, "options"),
-                "seed": seed,
-                "n_resamples": n_resamples,
-                "confidence": confidence,
-                "iou_thresholds": list(IOU_THRESHOLDS),
-                "capability": engine.spec.capability,
-                "interpolation": engine.spec.interpolation,
-                "frame": engine.spec.frame,
-                "output": "boxes" if engine.spec.boxes else "heatmap",
-                "cached": engine.cache is not None,
-                "on_error": on_error,
-                "command": store.command_line(),
-            },
-            versions=store.package_versions(),
-            torch=_torch_record(),
-            git_commit=store.git_commit(),
-            timings={
-                "total_s": round(time.perf_counter() - started, 3),
-                **{f"{k}_s": round(v, 3) for k, v in timer.seconds.items()},
-                "heatmaps_computed": engine.computed,
-                "heatmaps_from_cache": engine.from_cache,
-            },
-        )
-        store.commit_result_set(
-            folder,
-            {
-                store.SCORES: store.table_text(scores),
-                store.IMAGES: store.table_text(_image_records(samples)),
-                store.ERRORS: store.table_text(error_frame) if errors else None,
-                store.SUMMARY: summary.to_json(),
-            },
-        )
+            store.commit_result_set(
+                folder,
+                {
+                    store.SCORES: store.table_text(scores),
+                    store.IMAGES: store.table_text(_image_records(samples)),
+                    store.ERRORS: store.table_text(error_frame) if errors else None,
+                    store.SUMMARY: summary.to_json(),
+                },
+            )
     summary.path = folder / store.SUMMARY
     return RunResult(folder, scores, error_frame, summary)
 
 
+@contextmanager
+def _executor(
+    method: str | Any,
+    method_options: dict[str, Any],
+    dataset: str | Any,
+    data_root: str | None,
+    dataset_options: dict[str, Any],
+    limit: int | None,
+    executor: ExecutorName,
+    ray_address: str | None,
+    gpus_per_worker: float | None,
+    workers: int | None,
+) -> Iterator[Executor]:
+    """The method in this process, or on Ray workers that rebuild a registered dataset (by name, data root and
+    options) and read its images themselves; closed however the run ends."""
+    if executor == "ray":
+        options = {"data_root": data_root, **dataset_options} if isinstance(dataset, str) else {}
+        runner: Executor = RayExecutor(
+            method, method_options, dataset, options, limit, ray_address, gpus_per_worker, workers
+        )
+    else:
+        runner = LocalExecutor(load_method(method, **method_options) if isinstance(method, str) else method)
+    try:
+        yield runner
+    finally:
+        runner.close()
+
+
+def _check_executor(executor: str, score_workers: int | None, ray_options: dict[str, Any]) -> None:
+    if executor not in ("local", "ray"):
+        raise CxrbenchError(f"--executor must be 'local' or 'ray', not {executor!r}")
+    given = [f"--{k.replace('_', '-')}" for k, v in ray_options.items() if v is not None]
+    if executor == "local" and given:
+        raise CxrbenchError(f"{', '.join(given)} applies to --executor ray only")
+    if score_workers is not None and (not isinstance(score_workers, int) or score_workers < 0):
+        raise CxrbenchError(f"--score-workers must be a non-negative integer, not {score_workers}")
+
+
 def _score_all(
-    engine: _Engine, samples: list[Sample], on_error: OnError, progress: bool
+    engine: _Engine,
+    executor: Executor,
+    samples: list[Sample],
+    on_error: OnError,
+    progress: bool,
+    score_workers: int,
+    timer: _Timer,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    rows: list[dict[str, Any]] = []
-    errors: list[dict[str, Any]] = []
-    bar = tqdm(total=len(samples), unit="pair", desc=f"{engine.name}", disable=not progress, dynamic_ncols=True)
-    with ThreadPoolExecutor(max_workers=2, thread_name_prefix="cxrbench-load") as pool:
-        todo = [s for s in samples if _needs_image(engine, s)]
-        stream = _prefetch(todo, pool)
-        waiting = {s.pair_id for s in todo}
-        try:
-            for start in range(0, len(samples), engine.spec.batch_size):
-                batch = []
-                for sample in samples[start : start + engine.spec.batch_size]:
-                    future = next(stream)[1] if sample.pair_id in waiting else None
-                    batch.append((sample, future))
-                for sample, result in engine.heatmaps(batch):
-                    try:
-                        if isinstance(result, _PairError):
-                            raise result
-                        rows.append(engine.score(sample, result))
-                    except _PairError as err:
-                        _handle(err, sample, on_error, errors, engine.cache)
-                    bar.update(1)
-        finally:
-            bar.close()
-    return rows, errors
+    """Rows and error records in dataset order. Pairs are walked in order: a cached heatmap is scored at once,
+    the others go to the executor in batches; whatever the executor and the scoring pool finish (in any order)
+    is put back in place."""
+    position = {s.pair_id: i for i, s in enumerate(samples)}
+    rows: dict[int, dict[str, Any]] = {}
+    errors: dict[int, dict[str, Any]] = {}
+    bar = tqdm(total=len(samples), unit="pair", desc=engine.name, disable=not progress, dynamic_ncols=True)
+
+    def finish(sample: Sample, result: Any) -> None:
+        if isinstance(result, PairError):
+            errors[position[sample.pair_id]] = _handle(result, sample, on_error, engine.cache)
+        else:
+            row, seconds = result
+            timer.seconds["score"] += seconds
+            rows[position[sample.pair_id]] = row
+        bar.update(1)
+
+    def score(sample: Sample, prediction: Any) -> None:
+        if isinstance(prediction, PairError):
+            finish(sample, prediction)
+        else:
+            pool.submit(sample, engine.spec, engine.protocol, replace(sample, image=_NO_IMAGE), prediction)
+
+    def collect(block: bool) -> None:
+        for sample, key, prediction in executor.poll(block):
+            score(sample, engine.validate_and_store(sample, key, prediction))
+        for sample, result in pool.results():
+            finish(sample, result)
+
+    try:
+        with ScorePool(score_workers, score_prediction) as pool:
+            executor.expect([s for s in samples if engine.needs_computing(s)])
+            batch: Batch = []
+            for sample in samples:
+                if sample.error is not None:
+                    score(sample, PairError("data", DataError(sample.error)))
+                    continue
+                key = engine.key(sample)
+                cached = engine.cached(key)
+                if cached is not None:
+                    score(sample, cached)
+                else:
+                    batch.append((sample, key))
+                if len(batch) == engine.spec.batch_size:
+                    executor.submit(batch)
+                    batch = []
+                collect(block=False)
+            if batch:
+                executor.submit(batch)
+            while executor.pending:
+                collect(block=True)
+            for sample, result in pool.results(block=True):
+                finish(sample, result)
+    finally:
+        bar.close()
+        timer.seconds["load"] += executor.seconds["load"]
+        timer.seconds["method"] += executor.seconds["method"]
+    return [rows[i] for i in sorted(rows)], [errors[i] for i in sorted(errors)]
 
 
-def _handle(
-    err: _PairError, sample: Sample, on_error: OnError, errors: list[dict[str, Any]], cache: HeatmapCache | None
-) -> None:
+def _handle(err: PairError, sample: Sample, on_error: OnError, cache: HeatmapCache | None) -> dict[str, Any]:
+    """The pair's error record (on_error="skip"), or the run stops with one line naming the pair."""
     if on_error == "fail":
         kept = (
             f"heatmaps computed so far are kept in {cache.folder}; rerun to resume, or "
@@ -578,12 +614,10 @@ def _handle(
             f"pair {sample.pair_id} (image {sample.image_id}), {err.stage}: {err.error} -- {kept}pass --on-error skip "
             f"to log such pairs and go on"
         ) from err.error
-    errors.append(
-        {
-            "pair_id": sample.pair_id,
-            "image_id": sample.image_id,
-            "class_name": sample.class_name,
-            "stage": err.stage,
-            "error": str(err.error),
-        }
-    )
+    return {
+        "pair_id": sample.pair_id,
+        "image_id": sample.image_id,
+        "class_name": sample.class_name,
+        "stage": err.stage,
+        "error": str(err.error),
+    }

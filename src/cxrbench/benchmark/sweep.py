@@ -166,17 +166,26 @@ def run_sweep(
 
     fixed = dict(fixed_options or {})
     check_configurations(configurations, fixed)
+    started = False
+    if run_options.get("executor") == "ray":  # one Ray instance for the whole sweep, not one per configuration
+        from cxrbench.benchmark.executors import connect_ray, import_ray
+
+        started = connect_ray(run_options.get("ray_address"))
     results = []
-    for configuration in configurations:
-        if on_configuration is not None:
-            on_configuration(configuration)
-        results.append(
-            run_benchmark(
-                method,
-                dataset,
-                name=configuration.name,
-                method_options={**fixed, **configuration.options},
-                **run_options,
+    try:
+        for configuration in configurations:
+            if on_configuration is not None:
+                on_configuration(configuration)
+            results.append(
+                run_benchmark(
+                    method,
+                    dataset,
+                    name=configuration.name,
+                    method_options={**fixed, **configuration.options},
+                    **run_options,
+                )
             )
-        )
+    finally:
+        if started:
+            import_ray().shutdown()
     return results

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -87,3 +89,49 @@ def chosen_runs(runs_dir: Path, dataset: str, methods: str | None, protocol: str
     runs = stored_runs(runs_dir, protocol)
     names = split_list(methods) or sorted(r.name for r in runs if r.dataset == dataset)
     return select_runs(runs, dataset, names)
+
+
+def execution_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add --executor, --ray-address, --gpus-per-worker, --workers and --score-workers (docs/scaling.md) to a
+    command; it receives them as one `execution` dict of run_benchmark keyword arguments."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        executor: str,
+        ray_address: str | None,
+        gpus_per_worker: float | None,
+        workers: int | None,
+        score_workers: int | None,
+        **kwargs: Any,
+    ) -> Any:
+        execution = {
+            "executor": executor,
+            "ray_address": ray_address,
+            "gpus_per_worker": gpus_per_worker,
+            "workers": workers,
+            "score_workers": score_workers,
+        }
+        return command(*args, execution=execution, **kwargs)
+
+    options = (
+        click.option(
+            "--executor",
+            type=click.Choice(["local", "ray"]),
+            default="local",
+            show_default=True,
+            help="Where heatmaps are computed: this process, or Ray actors (pip install -e '.[ray]').",
+        ),
+        click.option("--ray-address", metavar="ADDRESS", help="Ray cluster to join (default: start a local one)."),
+        click.option("--gpus-per-worker", type=click.FloatRange(min=0), help="GPUs per Ray worker (default: 1 if any)"),
+        click.option("--workers", type=click.IntRange(min=1), help="Ray workers (default: as the cluster allows)."),
+        click.option(
+            "--score-workers",
+            type=click.IntRange(min=0),
+            help="Processes scoring finished pairs while heatmaps are computed (0: in this process; default: "
+            "min(4, cores - 1) from 64 pairs on).",
+        ),
+    )
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import click
 
-from cxrbench.commands.common import parse_dataset_options, parse_options
+from cxrbench.commands.common import execution_options, parse_dataset_options, parse_options
 
 
 @click.command()
@@ -30,6 +31,7 @@ from cxrbench.commands.common import parse_dataset_options, parse_options
 @click.option("--overwrite", is_flag=True, help="Replace stored runs of another identity under the same names.")
 @click.option("--dry-run", is_flag=True, help="List the configurations and their run names; run nothing.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@execution_options
 def sweep(
     method: str,
     dataset: str,
@@ -51,6 +53,7 @@ def sweep(
     overwrite: bool,
     dry_run: bool,
     no_progress: bool,
+    execution: dict[str, Any],
 ) -> None:
     """Run METHOD on DATASET once per configuration of the grid; render with `cxrbench table --ablation`."""
     from cxrbench.benchmark.sweep import cartesian, check_configurations, parse_grid, read_grid_file, run_sweep
@@ -86,6 +89,7 @@ def sweep(
         on_error=on_error,
         overwrite=overwrite,
         progress=not no_progress,
+        **execution,
     )
     errors = sum(r.summary.n_errors for r in results)
     click.echo(
