@@ -250,7 +250,7 @@ def table(
         if methods or marks or allow_mixed:
             raise CxrbenchError("--ablation takes the method's runs itself: drop --methods, --marks, --allow-mixed")
         ablation_table = build_ablation(runs, dataset, ablation, split_list(metrics), protocol)
-        emit(format_ablation(ablation_table, fmt), output)  # type: ignore[arg-type]
+        emit(format_ablation(ablation_table, fmt, fit), output)  # type: ignore[arg-type]
         return
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
@@ -520,6 +520,14 @@ for _command_module in (breakdown, figure, plot, report, sweep, weights):
 datasets.add_command(verify)
 
 
+# what an interrupted command keeps, per command that resumes
+_RESUME = {
+    "run": "; finished work is kept: rerun the same command to resume from the cached heatmaps",
+    "sweep": "; finished work is kept: rerun the same command to resume (finished runs and cached heatmaps)",
+    "tune": "; add --resume to the same command to continue from its last checkpoint",
+}
+
+
 def _command(argv: list[str] | None) -> str:
     """The subcommand's name, for messages."""
     words = [a for a in (argv if argv is not None else sys.argv[1:]) if not a.startswith("-")]
@@ -532,11 +540,7 @@ def main(argv: list[str] | None = None) -> None:
     try:
         code = cli.main(args=argv, prog_name="cxrbench", standalone_mode=False)
     except click.exceptions.Abort:
-        click.echo(
-            "interrupted; finished work is kept: rerun the same command to resume (cached heatmaps; for tune, "
-            "add --resume to continue from its last checkpoint)",
-            err=True,
-        )
+        click.echo(f"interrupted{_RESUME.get(_command(argv), '')}", err=True)
         sys.exit(130)
     except click.ClickException as exc:
         exc.show()

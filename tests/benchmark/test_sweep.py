@@ -2,11 +2,14 @@
 against the stored scores."""
 
 import itertools
+import re
+import subprocess
 from pathlib import Path
 
 import pandas as pd
 import pytest
 
+from cxrbench.benchmark.protocol import PROTOCOLS
 from cxrbench.benchmark.runner import run_benchmark
 from cxrbench.benchmark.store import find_runs
 from cxrbench.benchmark.sweep import (
@@ -20,6 +23,8 @@ from cxrbench.benchmark.sweep import (
 )
 from cxrbench.errors import CxrbenchError
 from cxrbench.leaderboard.ablation import build_ablation, format_ablation
+
+from ..conftest import require_latex
 
 RUN = {"limit": 12, "n_resamples": 200, "progress": False}
 
@@ -139,3 +144,44 @@ def test_table_ablation_command(cli, tmp_path):
         assert cnr == pytest.approx(scores.groupby("class_name")["cnr"].mean().mean(), rel=1e-5)
     mixed = cli("table", "runs", "-d", "demo", "--ablation", "center-gaussian", "--marks")
     assert mixed.returncode == 2 and "--ablation" in mixed.stderr
+
+
+def test_published_sweeps_are_named_apart_and_tabulated_per_protocol(tmp_path):
+    configurations = {p: cartesian("center-gaussian", parse_grid(["size=128,512"]), p) for p in PROTOCOLS}
+    assert [c.name for c in configurations["published"]] == [
+        "center-gaussian@size-128@published",
+        "center-gaussian@size-512@published",
+    ]
+    for protocol, chosen in configurations.items():
+        run_sweep("center-gaussian", "demo", chosen, out=tmp_path, protocol=protocol, **RUN)
+    runs = find_runs(tmp_path).runs
+    for protocol in PROTOCOLS:
+        ablation = build_ablation(runs, "demo", "center-gaussian", ("cnr",), protocol)
+        assert list(ablation.board.methods) == [c.name for c in configurations[protocol]]
+        assert ablation.board.protocol == protocol
+    with pytest.raises(CxrbenchError, match="different protocols"):
+        build_ablation(runs, "demo", "center-gaussian", ("cnr",))
+
+
+def test_ablation_latex_compiles_and_fits(tmp_path):
+    require_latex("booktabs.sty", "graphicx.sty")
+    run_sweep("center-gaussian", "demo", cartesian("center-gaussian", parse_grid(["size=64,128,512"])), out=tmp_path,
+              **RUN)  # fmt: skip
+    ablation = build_ablation(find_runs(tmp_path).runs, "demo", "center-gaussian")  # 8 classes x 3 metrics
+    for fit, fits in (("textwidth", True), ("none", False)):
+        tex = format_ablation(ablation, "latex", fit)
+        doc = "\\documentclass{article}\n\\usepackage{booktabs,graphicx}\n\\begin{document}\n" + tex + "\\end{document}"
+        (tmp_path / f"{fit}.tex").write_text(doc)
+        done = subprocess.run(["pdflatex", "-interaction=nonstopmode", "-halt-on-error", f"{fit}.tex"],
+                              cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)  # fmt: skip
+        assert done.returncode == 0, done.stdout[-2000:]
+        overfull = re.findall(r"Overfull \\hbox \(([0-9.]+)pt too wide\)", (tmp_path / f"{fit}.log").read_text())
+        assert (max(map(float, overfull), default=0.0) <= 1.0) == fits
+
+
+def test_a_bad_option_value_stops_before_any_pair(cli, tmp_path):
+    bad = cli("sweep", "-m", "center-gaussian", "-d", "demo", "--grid", "size=64,0", "--no-progress")
+    assert bad.returncode == 2 and "option size must be a positive integer" in bad.stderr
+    assert not (tmp_path / "runs" / "demo" / "center-gaussian@size-0").exists()
+    few = cli("sweep", "-m", "center-gaussian", "-d", "demo", "--grid", "size=64", "--n-resamples", "5")
+    assert few.returncode == 2 and "[1/1]" not in few.stderr

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
+from cxrbench.errors import CxrbenchError
 from cxrbench.types import Box, Sample
 
 
@@ -40,6 +43,8 @@ class OracleGaussian:
 
     def __init__(self, k: float = 3.0):
         self.k = float(k)
+        if not (math.isfinite(self.k) and self.k > 0):
+            raise CxrbenchError(f"oracle-gaussian: option k must be a positive number, got {k!r}")
 
     def config(self) -> dict[str, float]:
         return {"k": self.k}
@@ -59,6 +64,8 @@ class CenterGaussian:
 
     def __init__(self, size: int = 256):
         self.size = int(size)
+        if self.size < 1:
+            raise CxrbenchError(f"center-gaussian: option size must be a positive integer, got {size!r}")
 
     def config(self) -> dict[str, int]:
         return {"size": self.size}

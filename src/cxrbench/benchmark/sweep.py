@@ -66,22 +66,21 @@ def parse_grid(specs: Sequence[str]) -> dict[str, list[str]]:
     return grid
 
 
-def configuration_name(method: str, options: dict[str, str]) -> str:
-    """`<method>@key-value+key-value`, characters a run name cannot hold replaced by '.'."""
-    if not options:
-        return method
+def configuration_name(method: str, options: dict[str, str], protocol: str = "cxrbench") -> str:
+    """`<method>@key-value+key-value`, characters a run name cannot hold replaced by '.'; `@published` appended
+    under the published protocol, as a plain run's default name is (docs/results.md)."""
     parts = "+".join(f"{k}-{_NAME_CHARS.sub('.', v)}" for k, v in options.items())
-    return f"{method}@{parts}"
+    name = f"{method}@{parts}" if parts else method
+    return f"{name}@published" if protocol == "published" else name
 
 
-def cartesian(method: str, grid: dict[str, list[str]]) -> list[Configuration]:
+def cartesian(method: str, grid: dict[str, list[str]], protocol: str = "cxrbench") -> list[Configuration]:
     """Every combination of the grid's values, the first key varying slowest."""
     keys = list(grid)
-    combos = itertools.product(*(grid[k] for k in keys))
     configurations = []
-    for values in combos:
+    for values in itertools.product(*(grid[k] for k in keys)):
         options = dict(zip(keys, values, strict=True))
-        configurations.append(Configuration(configuration_name(method, options), options))
+        configurations.append(Configuration(configuration_name(method, options, protocol), options))
     return configurations
 
 
@@ -95,9 +94,10 @@ def _text(value: Any, where: str) -> str:
     raise CxrbenchError(f"{where}: a value must be a string, number, boolean or list of them, got {value!r}")
 
 
-def read_grid_file(path: Path, method: str) -> list[Configuration]:
+def read_grid_file(path: Path, method: str, protocol: str = "cxrbench") -> list[Configuration]:
     """A YAML (or JSON) grid file: `grid: {KEY: [V1, V2]}` for a cartesian product, or
-    `configurations: [{name: NAME, options: {KEY: VALUE}}]` for a list of named configurations."""
+    `configurations: [{name: NAME, options: {KEY: VALUE}}]` for a list of named configurations (a name given
+    in the file is used as it is; generated names follow `configuration_name`)."""
     import yaml
 
     try:
@@ -116,7 +116,7 @@ def read_grid_file(path: Path, method: str) -> list[Configuration]:
             if not items:
                 raise CxrbenchError(f"grid file {path}: option {key!r} has no values")
             values[str(key).replace("-", "_")] = [_text(v, f"grid file {path}, option {key!r}") for v in items]
-        return cartesian(method, values)
+        return cartesian(method, values, protocol)
     entries = content["configurations"]
     if not isinstance(entries, list) or not entries:
         raise CxrbenchError(f"grid file {path}: `configurations` must be a non-empty list")
@@ -127,7 +127,8 @@ def read_grid_file(path: Path, method: str) -> list[Configuration]:
             raise CxrbenchError(f"{where}: expected {{name: ..., options: {{KEY: VALUE}}}}")
         options = {str(k).replace("-", "_"): _text(v, where) for k, v in (entry.get("options") or {}).items()}
         name = entry.get("name")
-        configurations.append(Configuration(str(name) if name else configuration_name(method, options), options))
+        name = str(name) if name else configuration_name(method, options, protocol)
+        configurations.append(Configuration(name, options))
     return configurations
 
 

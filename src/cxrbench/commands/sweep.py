@@ -26,7 +26,13 @@ from cxrbench.commands.common import execution_options, parse_dataset_options, p
 @click.option("--protocol", type=click.Choice(["cxrbench", "published"]), default="cxrbench", show_default=True)
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N pairs.")
 @click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Bootstrap seed.")
-@click.option("--n-resamples", type=int, default=10_000, show_default=True, help="Bootstrap resamples.")
+@click.option(
+    "--n-resamples",
+    type=click.IntRange(min=100, max=1_000_000),
+    default=10_000,
+    show_default=True,
+    help="Bootstrap resamples.",
+)
 @click.option("--on-error", type=click.Choice(["fail", "skip"]), default="fail", show_default=True)
 @click.option("--overwrite", is_flag=True, help="Replace stored runs of another identity under the same names.")
 @click.option("--dry-run", is_flag=True, help="List the configurations and their run names; run nothing.")
@@ -61,7 +67,10 @@ def sweep(
 
     if bool(grid) == bool(grid_file):
         raise CxrbenchError("give the grid with --grid KEY=V1,V2 (repeatable) or with --grid-file, not both")
-    configurations = read_grid_file(grid_file, method) if grid_file else cartesian(method, parse_grid(grid))
+    if grid_file:
+        configurations = read_grid_file(grid_file, method, protocol)
+    else:
+        configurations = cartesian(method, parse_grid(grid), protocol)
     fixed = parse_options(extra)
     check_configurations(configurations, fixed)
     if dry_run:

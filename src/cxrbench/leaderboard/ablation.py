@@ -5,15 +5,25 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 
+from cxrbench.benchmark.aggregate import AVERAGE
 from cxrbench.benchmark.summary import RunSummary
 from cxrbench.errors import CxrbenchError
-from cxrbench.leaderboard.tables import METRIC_STYLE, Format, Leaderboard, build_leaderboard
+from cxrbench.leaderboard.tables import (
+    METRIC_STYLE,
+    Fit,
+    Format,
+    Leaderboard,
+    build_leaderboard,
+    fit_to_line,
+    latex_escape,
+)
 
 
 @dataclass(frozen=True)
@@ -43,10 +53,17 @@ def build_ablation(
 ) -> Ablation:
     """The stored runs of `method` (by their identity, whatever their names) on `dataset`, in name order;
     `metrics` as for build_leaderboard."""
-    chosen = [r for r in runs if r.identity.method == method and (dataset is None or r.dataset == dataset)]
+    chosen = [
+        r
+        for r in runs
+        if r.identity.method == method
+        and (dataset is None or r.dataset == dataset)
+        and (protocol is None or r.protocol == protocol)
+    ]
     if not chosen:
         methods = sorted({r.identity.method for r in runs if dataset is None or r.dataset == dataset})
-        raise CxrbenchError(f"no stored run of method {method!r}; runs exist for {', '.join(methods) or 'none'}")
+        where = "" if protocol is None else f" scored with the {protocol} protocol"
+        raise CxrbenchError(f"no stored run of method {method!r}{where}; runs exist for {', '.join(methods) or 'none'}")
     names = sorted(r.name for r in chosen)
     board = build_leaderboard(chosen, dataset, names, metrics, protocol=protocol)
     configs = {r.name: r.identity.method_config for r in chosen}
@@ -78,19 +95,38 @@ def to_markdown(ablation: Ablation) -> str:
     header = [f"{a} {b}".strip() for a, b in frame.columns]
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join([":--"] * len(header)) + "|"]
     lines += ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
-    note = f"Ablation of {ablation.method}: means over the pairs; {ablation.board.footnote()}"
-    return "\n".join([*lines, "", note]) + "\n"
+    return "\n".join([*lines, "", _note(ablation)]) + "\n"
 
 
-def to_latex(ablation: Ablation) -> str:
-    """A booktabs tabular (\\usepackage{booktabs}): options, then a column group per class."""
+def _note(ablation: Ablation) -> str:
+    board = ablation.board
+    return (
+        f"Ablation of {ablation.method} on {board.dataset} (N = {board.counts[AVERAGE]} pairs): means over the "
+        f"pairs, scored with the {board.protocol} protocol; --format csv adds each mean's bootstrap interval."
+    )
+
+
+def to_latex(ablation: Ablation, fit: Fit = "textwidth") -> str:
+    """A table float (\\usepackage{booktabs,graphicx}) with caption and label: options, then a column group per
+    class; with fit="textwidth" scaled down to the line width when wider (as the leaderboard's)."""
     frame = _frame(ablation)
     fixed = 1 + len(ablation.varied)
     styler = frame.style.hide(axis="index").format_index(escape="latex", axis=1).format(escape="latex")
     body = styler.to_latex(
         hrules=True, multicol_align="c", column_format="l" * fixed + "c" * (len(frame.columns) - fixed)
     )
-    return f"% Ablation of {ablation.method}; {ablation.board.footnote()}\n{body}"
+    tabular = body.rstrip("\n").splitlines()
+    label = re.sub(r"[^A-Za-z0-9-]+", "-", f"{ablation.board.dataset}-{ablation.method}").strip("-")
+    lines = [
+        "% cxrbench ablation table: needs \\usepackage{booktabs,graphicx}",
+        "\\begin{table}[tbp]",
+        "\\centering",
+        f"\\caption{{{latex_escape(_note(ablation))}}}",
+        f"\\label{{tab:cxrbench-ablation-{label}}}",
+        *(fit_to_line(tabular) if fit == "textwidth" else tabular),
+        "\\end{table}",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def to_csv(ablation: Ablation) -> str:
@@ -109,8 +145,10 @@ def to_csv(ablation: Ablation) -> str:
     return pd.DataFrame(rows).to_csv(index=False, float_format="%.6g")
 
 
-def format_ablation(ablation: Ablation, fmt: Format = "markdown") -> str:
-    formats = {"markdown": to_markdown, "latex": to_latex, "csv": to_csv}
+def format_ablation(ablation: Ablation, fmt: Format = "markdown", fit: Fit = "textwidth") -> str:
+    if fmt == "latex":
+        return to_latex(ablation, fit)
+    formats = {"markdown": to_markdown, "csv": to_csv}
     if fmt not in formats:
         raise CxrbenchError(f"unknown table format {fmt!r}; choose markdown, latex or csv")
     return formats[fmt](ablation)

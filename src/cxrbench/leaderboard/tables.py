@@ -497,6 +497,22 @@ def _tabular(board: Leaderboard, cell: CellStyle, marks: Marks | None, layout: L
     return [*lines, "\\bottomrule", "\\end{tabular}"]
 
 
+def fit_to_line(tabular: Sequence[str]) -> list[str]:
+    """LaTeX lines that typeset `tabular` at its natural width, or scaled down to \\linewidth (graphicx's
+    \\resizebox) when it is wider: measured in a savebox, so a narrow table is never blown up."""
+    return [
+        "\\ifdefined\\cxrbenchbox\\else\\newsavebox{\\cxrbenchbox}\\fi",
+        "\\sbox{\\cxrbenchbox}{%",
+        *tabular[:-1],
+        tabular[-1] + "}%",
+        "\\ifdim\\wd\\cxrbenchbox>\\linewidth",
+        "\\resizebox{\\linewidth}{!}{\\usebox{\\cxrbenchbox}}%",
+        "\\else",
+        "\\usebox{\\cxrbenchbox}%",
+        "\\fi",
+    ]
+
+
 def to_latex(
     board: Leaderboard,
     marks: Marks | None = None,
@@ -521,17 +537,7 @@ def to_latex(
     )
     tabular = _tabular(board, cell, marks, layout)
     if fit == "textwidth":
-        tabular = [
-            "\\ifdefined\\cxrbenchbox\\else\\newsavebox{\\cxrbenchbox}\\fi",
-            "\\sbox{\\cxrbenchbox}{%",
-            *tabular[:-1],
-            tabular[-1] + "}%",
-            "\\ifdim\\wd\\cxrbenchbox>\\linewidth",
-            "\\resizebox{\\linewidth}{!}{\\usebox{\\cxrbenchbox}}%",
-            "\\else",
-            "\\usebox{\\cxrbenchbox}%",
-            "\\fi",
-        ]
+        tabular = fit_to_line(tabular)
     lines = [
         f"% cxrbench table: needs \\usepackage{{{','.join(LATEX_PACKAGES)}}} (siunitx v3 or later)",
         f"% {board.footnote(cell, marks)}",

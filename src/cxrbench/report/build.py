@@ -5,6 +5,7 @@ benchmark.compare, benchmark.breakdown, figures.forest, figures.qualitative); th
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 from collections.abc import Sequence
@@ -159,6 +160,11 @@ def breakdowns_html(runs: Sequence[RunSummary], options: ReportOptions) -> str:
     return "\n".join(parts)
 
 
+def _one_column(row: Any, column: int) -> Any:
+    """`row` reduced to one run's heatmap and scores."""
+    return dataclasses.replace(row, heatmaps=(row.heatmaps[column],), scores=(row.scores[column],))
+
+
 def galleries_html(
     runs: Sequence[RunSummary], classes: Sequence[str], samples: Any, options: ReportOptions, device: str | None
 ) -> str:
@@ -183,17 +189,17 @@ def galleries_html(
     pair_ids = list(dict.fromkeys(p for ids in chosen.values() for p in ids))
     rows = q.build_rows(heat, samples, pair_ids, metrics, device, [scores[r.name] for r in heat]) if pair_ids else []
     by_id = {row.sample.pair_id: row for row in rows}
-    names = [r.name for r in heat]
     label = _label(options.gallery_metric)
     parts = []
     for cls in classes:
         figures = []
-        for run in heat:
+        for column, run in enumerate(heat):
             for way in ("best", "worst"):
                 ids = chosen[(cls, run.name, way)]
                 what = f"{cls}: the {len(ids)} {way} pair(s) of {run.name} by {label}"
-                if ids:
-                    preview = q.draw([by_id[p] for p in ids], names, max_side=PREVIEW_SIDE)
+                if ids:  # the image and this run's overlay only: the page grows linearly with the runs
+                    own = [_one_column(by_id[p], column) for p in ids]
+                    preview = q.draw(own, [run.name], max_side=PREVIEW_SIDE)
                     uri = html.png_uri(preview, options.dpi)
                     figures.append(html.image(uri, what, what))
         body = '<div class="gallery">' + "\n".join(figures) + "</div>" if figures else html.paragraph("No pair.")
