@@ -28,9 +28,9 @@ import pandas as pd
 
 from cxrbench.anatomy.rules import anatomy_locations
 from cxrbench.anatomy.vocabulary import PATHOLOGIES, SIDED_LOCATIONS
-from cxrbench.benchmark.bootstrap import MIN_RESAMPLES, group_seed, percentile_interval, resample_means
+from cxrbench.benchmark.bootstrap import group_seed, percentile_interval, resample_means
 from cxrbench.benchmark.compare import (
-    METRICS,
+    check_bootstrap_options,
     check_comparable,
     common_pairs,
     read_scores,
@@ -38,7 +38,7 @@ from cxrbench.benchmark.compare import (
 from cxrbench.benchmark.strata import BOX_SIDES
 from cxrbench.benchmark.summary import RunSummary
 from cxrbench.errors import CxrbenchError
-from cxrbench.leaderboard.tables import DEFAULT_METRICS, METRIC_STYLE
+from cxrbench.leaderboard.tables import DEFAULT_METRICS, METRIC_STYLE, latex_escape
 
 Format = Literal["markdown", "latex", "csv"]
 BY: tuple[str, ...] = ("box-size", "side", "n-boxes", "prompt-length", "class")
@@ -179,20 +179,6 @@ def _stratum_columns(scores: Mapping[str, pd.DataFrame], joined: pd.DataFrame, c
                 )
 
 
-def _check_options(metrics: Sequence[str], n_resamples: int, seed: int, confidence: float) -> None:
-    unknown = [m for m in metrics if m not in METRICS]
-    if unknown or not metrics:
-        raise CxrbenchError(
-            f"unknown metric(s) {', '.join(unknown) or '(none given)'}; choose from {', '.join(METRICS)}"
-        )
-    if n_resamples < MIN_RESAMPLES:
-        raise CxrbenchError(f"--n-resamples must be at least {MIN_RESAMPLES}, got {n_resamples}")
-    if seed < 0:
-        raise CxrbenchError(f"--seed must be a non-negative integer, got {seed}")
-    if not 0 < confidence < 1:
-        raise CxrbenchError(f"the confidence must lie in (0, 1), got {confidence}")
-
-
 def _cell(values: np.ndarray, stratum: str, n_resamples: int, seed: int, confidence: float) -> dict[str, float]:
     """Mean and percentile bootstrap interval of one stratum's defined values (NaN without any)."""
     values = values[~np.isnan(values)]
@@ -220,7 +206,7 @@ def breakdown_scores(
     cuts (box-size: (q1, q2)), n_pairs, n_dropped, n_resamples, seed, confidence.
     """
     columns = needed_columns(by, side_from)
-    _check_options(metrics, n_resamples, seed, confidence)
+    check_bootstrap_options(metrics, n_resamples, seed, confidence)
     if not scores:
         raise CxrbenchError("a breakdown needs at least one run")
     joined, dropped = common_pairs(scores, metrics)
@@ -279,7 +265,7 @@ def breakdown(
     """The breakdown of stored runs (`breakdown_scores`, plus dataset and protocol in `attrs`); runs of different
     datasets, dataset manifests, protocols or scorer versions are refused."""
     columns = needed_columns(by, side_from)
-    _check_options(metrics, n_resamples, seed, confidence)
+    check_bootstrap_options(metrics, n_resamples, seed, confidence)
     if not runs:
         raise CxrbenchError("a breakdown needs at least one run")
     check_comparable(runs)
@@ -351,45 +337,25 @@ def to_markdown(frame: pd.DataFrame) -> str:
     return "\n".join([*lines, "", caption(frame)]) + "\n"
 
 
-_LATEX = {
-    "\\": r"\textbackslash{}",
-    "&": r"\&",
-    "%": r"\%",
-    "$": r"\$",
-    "#": r"\#",
-    "_": r"\_",
-    "{": r"\{",
-    "}": r"\}",
-    "~": r"\textasciitilde{}",
-    "^": r"\textasciicircum{}",
-    "≤": r"$\leq$",
-    ">": r"$>$",
-}
-
-
-def _escape(text: str) -> str:
-    return "".join(_LATEX.get(ch, ch) for ch in text)
-
-
 def to_latex(frame: pd.DataFrame) -> str:
     """A table float with a booktabs tabular and the caption; needs \\usepackage{booktabs}."""
     columns, rows = _grid(frame)
     methods = list(dict.fromkeys(m for m, _ in columns))
     width = len(columns) // len(methods)
-    head = [TITLES[frame.attrs["by"]], "N"] + [rf"\multicolumn{{{width}}}{{c}}{{{_escape(m)}}}" for m in methods]
+    head = [TITLES[frame.attrs["by"]], "N"] + [rf"\multicolumn{{{width}}}{{c}}{{{latex_escape(m)}}}" for m in methods]
     rules = " ".join(rf"\cmidrule(lr){{{3 + i * width}-{2 + (i + 1) * width}}}" for i in range(len(methods)))
     lines = [
         r"\begin{table}[t]",
         r"\centering",
-        rf"\caption{{{_escape(caption(frame))}}}",
+        rf"\caption{{{latex_escape(caption(frame))}}}",
         rf"\label{{tab:breakdown-{frame.attrs['by']}}}",
         rf"\begin{{tabular}}{{lr{'c' * len(columns)}}}",
         r"\toprule",
         " & ".join(head) + r" \\",
         rules,
-        " & ".join(["", "", *(_escape(label) for _, label in columns)]) + r" \\",
+        " & ".join(["", "", *(latex_escape(label) for _, label in columns)]) + r" \\",
         r"\midrule",
-        *(" & ".join(_escape(cell) for cell in row) + r" \\" for row in rows),
+        *(" & ".join(latex_escape(cell) for cell in row) + r" \\" for row in rows),
         r"\bottomrule",
         r"\end{tabular}",
         r"\end{table}",

@@ -228,6 +228,11 @@ def _check_options(names: Sequence[str], baseline: str, metrics: Sequence[str], 
         raise CxrbenchError("a paired comparison needs at least 2 runs; name them with --methods A,B")
     if baseline not in names:
         raise CxrbenchError(f"baseline '{baseline}' is not one of the compared runs ({', '.join(names)})")
+    check_bootstrap_options(metrics, n_resamples, seed)
+
+
+def check_bootstrap_options(metrics: Sequence[str], n_resamples: int, seed: int, confidence: float = 0.95) -> None:
+    """Known, non-empty metrics; at least MIN_RESAMPLES resamples; a seed >= 0; a confidence in (0, 1)."""
     unknown = [m for m in metrics if m not in METRICS]
     if unknown or not metrics:
         raise CxrbenchError(
@@ -237,6 +242,8 @@ def _check_options(names: Sequence[str], baseline: str, metrics: Sequence[str], 
         raise CxrbenchError(f"--n-resamples must be at least {MIN_RESAMPLES}, got {n_resamples}")
     if seed < 0:
         raise CxrbenchError(f"--seed must be a non-negative integer, got {seed}")
+    if not 0 < confidence < 1:
+        raise CxrbenchError(f"the confidence must lie in (0, 1), got {confidence}")
 
 
 def read_scores(run: RunSummary, metrics: Sequence[str]) -> pd.DataFrame:

@@ -393,6 +393,9 @@ _LATEX_SPECIAL = {
     "~": r"\textasciitilde{}",
     "^": r"\textasciicircum{}",
     "±": r"$\pm$",
+    "≤": r"$\leq$",
+    ">": r"$>$",
+    "<": r"$<$",
 }
 
 
