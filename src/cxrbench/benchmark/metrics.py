@@ -116,7 +116,7 @@ def _ascending_order(values: np.ndarray) -> np.ndarray:
     return (keys & 0xFFFFFFFF).astype(np.intp)
 
 
-class _ThresholdCounts:
+class ThresholdCounts:
     """IoU and binned AUC from the counts of target and background pixels above thresholds (shared by the NumPy
     split and the torch scorer's); a subclass says how to count."""
 
@@ -150,7 +150,7 @@ class _ThresholdCounts:
 
 
 @dataclass(frozen=True)
-class _Split(_ThresholdCounts):
+class Split(ThresholdCounts):
     """Valid pixels split by the target mask, each part sorted; `n_target` counts NaN target pixels too."""
 
     target: _Part
@@ -158,7 +158,7 @@ class _Split(_ThresholdCounts):
     n_target: int
 
     @classmethod
-    def of(cls, heatmap: np.ndarray, mask: np.ndarray) -> _Split:
+    def of(cls, heatmap: np.ndarray, mask: np.ndarray) -> Split:
         heatmap = np.asarray(heatmap, dtype=np.float32)
         mask = np.asarray(mask, dtype=bool)
         if heatmap.shape != mask.shape:
@@ -171,7 +171,7 @@ class _Split(_ThresholdCounts):
         )
 
     @classmethod
-    def weighted(cls, values: np.ndarray, target: np.ndarray, background: np.ndarray, n_target: int) -> _Split:
+    def weighted(cls, values: np.ndarray, target: np.ndarray, background: np.ndarray, n_target: int) -> Split:
         """Values (float32, no NaN), each standing for `target` valid target pixels and `background` other valid
         pixels (either may be 0); `n_target` counts every target pixel, NaN ones too."""
         order = _ascending_order(values)
@@ -211,7 +211,7 @@ def _twice_below(keys: _Part, part: _Part) -> int:
 
 
 @dataclass(frozen=True)
-class _Moments:
+class Moments:
     """Count, mean and sum of squared deviations (M2) of a set of values."""
 
     n: int
@@ -219,30 +219,30 @@ class _Moments:
     m2: float
 
     @classmethod
-    def of(cls, values: np.ndarray) -> _Moments:
+    def of(cls, values: np.ndarray) -> Moments:
         return cls.of_valid(values[~np.isnan(values)])
 
     @classmethod
-    def of_valid(cls, values: np.ndarray) -> _Moments:
+    def of_valid(cls, values: np.ndarray) -> Moments:
         """Moments of values without NaN: two-pass mean and M2 in float64 (one float64 copy, updated in place)."""
         if values.size == 0:
-            return _EMPTY
+            return EMPTY_COUNTS
         deviations = values.astype(np.float64)
         mean = float(deviations.mean())
         deviations -= mean
         return cls(values.size, mean, float(np.square(deviations, out=deviations).sum()))
 
     @classmethod
-    def weighted(cls, values: np.ndarray, weights: np.ndarray) -> _Moments:
+    def weighted(cls, values: np.ndarray, weights: np.ndarray) -> Moments:
         """Moments of a set holding each (non-NaN) value `weights` times: two-pass weighted mean and M2."""
         n = int(weights.sum(dtype=np.int64))
         if n == 0:
-            return _EMPTY
+            return EMPTY_COUNTS
         values = values.astype(np.float64)
         mean = float((weights * values).sum() / n)
         return cls(n, mean, float((weights * np.square(values - mean)).sum()))
 
-    def plus(self, other: _Moments) -> _Moments:
+    def plus(self, other: Moments) -> Moments:
         """Moments of the union of two disjoint sets (Chan et al.'s pairwise update)."""
         if other.n == 0:
             return self
@@ -250,24 +250,24 @@ class _Moments:
             return other
         n = self.n + other.n
         delta = other.mean - self.mean
-        return _Moments(n, self.mean + delta * other.n / n, self.m2 + other.m2 + delta**2 * self.n * other.n / n)
+        return Moments(n, self.mean + delta * other.n / n, self.m2 + other.m2 + delta**2 * self.n * other.n / n)
 
-    def minus(self, part: _Moments) -> _Moments:
+    def minus(self, part: Moments) -> Moments:
         """Moments of this set without `part` (Chan et al.'s pairwise update, solved for the rest)."""
         n = self.n - part.n
         if n <= 0:
-            return _Moments(0, math.nan, 0.0)
+            return Moments(0, math.nan, 0.0)
         if part.n == 0:
             return self
         mean = (self.n * self.mean - part.n * part.mean) / n
         m2 = self.m2 - part.m2 - (part.mean - mean) ** 2 * part.n * n / self.n
-        return _Moments(n, mean, max(m2, 0.0))
+        return Moments(n, mean, max(m2, 0.0))
 
 
-_EMPTY = _Moments(0, math.nan, 0.0)
+EMPTY_COUNTS = Moments(0, math.nan, 0.0)
 
 
-def _contrast(inside: _Moments, outside: _Moments, frame: _Moments) -> float:
+def _contrast(inside: Moments, outside: Moments, frame: Moments) -> float:
     """(mu_in - mu_out) / sqrt(var_in + var_out), population variances (docs/protocol.md section 4.1).
 
     NaN (undefined) when either side has no valid pixel or the pooled variance is zero, i.e. at most
@@ -281,21 +281,21 @@ def _contrast(inside: _Moments, outside: _Moments, frame: _Moments) -> float:
     return (inside.mean - outside.mean) / math.sqrt(pooled)
 
 
-def _box_contrasts(insides: Iterable[_Moments], frame: _Moments, protocol: ScoringProtocol) -> list[float]:
+def box_contrasts(insides: Iterable[Moments], frame: Moments, protocol: ScoringProtocol) -> list[float]:
     """Signed CNR of each box from the moments of its "in" pixels (docs/protocol.md section 4.1).
 
     cxrbench: out = every valid pixel not in the box. published: the boxes are scored in order on one working
     copy whose scored pixels are then removed (set to NaN in the published code), so box k's "in" excludes boxes
     1..k-1 (the caller's `insides` say so) and its "out" excludes boxes 1..k.
     """
-    out, removed = [], _EMPTY
+    out, removed = [], EMPTY_COUNTS
     for inside in insides:
         removed = removed.plus(inside)
         out.append(_contrast(inside, frame.minus(inside if protocol == "cxrbench" else removed), frame))
     return out
 
 
-def _box_insides(heatmap: np.ndarray, boxes: Sequence[BoxLike], protocol: ScoringProtocol) -> Iterator[_Moments]:
+def _box_insides(heatmap: np.ndarray, boxes: Sequence[BoxLike], protocol: ScoringProtocol) -> Iterator[Moments]:
     """Moments of each box's "in" pixels on the full frame: the box's valid pixels, less (published) the pixels
     of the boxes before it."""
     height, width = heatmap.shape
@@ -303,9 +303,9 @@ def _box_insides(heatmap: np.ndarray, boxes: Sequence[BoxLike], protocol: Scorin
     for box in boxes:
         rows, cols = box_slices(box, height, width, protocol)
         if scored is None:
-            yield _Moments.of(heatmap[rows, cols])
+            yield Moments.of(heatmap[rows, cols])
             continue
-        yield _Moments.of(heatmap[rows, cols][~scored[rows, cols]])
+        yield Moments.of(heatmap[rows, cols][~scored[rows, cols]])
         scored[rows, cols] = True
 
 
@@ -318,14 +318,14 @@ def cnr(heatmap: np.ndarray, mask: np.ndarray, signed: bool = False) -> float:
     """
     heatmap = np.asarray(heatmap, dtype=np.float32)
     mask = np.asarray(mask, dtype=bool)
-    inside, frame = _Moments.of(heatmap[mask]), _Moments.of(heatmap)
+    inside, frame = Moments.of(heatmap[mask]), Moments.of(heatmap)
     value = _contrast(inside, frame.minus(inside), frame)
     return value if signed else abs(value)
 
 
 def iou_at(heatmap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float] = IOU_THRESHOLDS) -> np.ndarray:
     """IoU of (heatmap > t) with the mask for each threshold t; NaN never predicted; NaN when both are empty."""
-    return _Split.of(heatmap, mask).iou_at(thresholds)
+    return Split.of(heatmap, mask).iou_at(thresholds)
 
 
 def miou(heatmap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float] = IOU_THRESHOLDS) -> float:
@@ -338,14 +338,14 @@ def auc_roc(heatmap: np.ndarray, mask: np.ndarray) -> float:
 
     Equals sklearn.metrics.roc_auc_score; NaN when the valid pixels hold only one class (docs/protocol.md 4.3).
     """
-    return _Split.of(heatmap, mask).auc()
+    return Split.of(heatmap, mask).auc()
 
 
 def auc_roc_binned(heatmap: np.ndarray, mask: np.ndarray, thresholds: Sequence[float] = BINNED_AUC_THRESHOLDS) -> float:
     """The published code's binned AUROC, torcheval's `binary_binned_auroc(input, target, threshold=...)` on the
     flattened map (docs/protocol.md section 4.4), in both protocols: positive = value >= t, the ROC point (0, 0)
     included, 0.5 when no valid pixel reaches the lowest threshold in one of the two classes."""
-    return _Split.of(heatmap, mask).auc_binned(thresholds)
+    return Split.of(heatmap, mask).auc_binned(thresholds)
 
 
 @dataclass(frozen=True)
@@ -376,12 +376,12 @@ def score_pair(
     check_protocol(protocol)
     heatmap = np.asarray(heatmap, dtype=np.float32)
     height, width = heatmap.shape
-    split = _Split.of(heatmap, boxes_to_mask(boxes, height, width, protocol))
-    frame = _Moments.of_valid(split.target.values).plus(_Moments.of_valid(split.background.values))
-    return _pair_scores(split, _box_contrasts(_box_insides(heatmap, boxes, protocol), frame, protocol), thresholds)
+    split = Split.of(heatmap, boxes_to_mask(boxes, height, width, protocol))
+    frame = Moments.of_valid(split.target.values).plus(Moments.of_valid(split.background.values))
+    return pair_scores(split, box_contrasts(_box_insides(heatmap, boxes, protocol), frame, protocol), thresholds)
 
 
-def _pair_scores(split: _Split, per_box: list[float], thresholds: Sequence[float]) -> PairScores:
+def pair_scores(split: Split, per_box: list[float], thresholds: Sequence[float]) -> PairScores:
     """Assemble a pair's scores; the pair's CNR is the mean of its boxes' CNRs, a NaN box CNR counted as 0."""
     signed = [0.0 if math.isnan(c) else c for c in per_box]
     iou = split.iou_at(thresholds)

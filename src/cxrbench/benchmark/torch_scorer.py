@@ -18,15 +18,15 @@ from typing import Any
 import numpy as np
 
 from cxrbench.benchmark.metrics import (
-    _EMPTY,
+    EMPTY_COUNTS,
     IOU_THRESHOLDS,
     BoxLike,
+    Moments,
     PairScores,
-    _box_contrasts,
-    _Moments,
-    _pair_scores,
-    _ThresholdCounts,
+    ThresholdCounts,
+    box_contrasts,
     box_slices,
+    pair_scores,
 )
 from cxrbench.benchmark.protocol import ScoringProtocol, check_protocol
 from cxrbench.errors import MethodOutputError
@@ -61,11 +61,11 @@ def score_frame(
     )
     moments = _moments(split.target).plus(_moments(split.background))
     insides = _box_insides(frame, boxes, protocol)
-    return _pair_scores(split, _box_contrasts(insides, moments, protocol), thresholds)
+    return pair_scores(split, box_contrasts(insides, moments, protocol), thresholds)
 
 
 @dataclass(frozen=True)
-class _TorchSplit(_ThresholdCounts):
+class _TorchSplit(ThresholdCounts):
     """Sorted valid target and background values (1-D float32 tensors without NaN) on one device."""
 
     target: Any
@@ -81,7 +81,7 @@ class _TorchSplit(_ThresholdCounts):
 
     def auc(self) -> float:
         """Mann-Whitney U: per target pixel, (background < v) + (background <= v), summed as an integer on the
-        device; the same value as `metrics._Split.auc`."""
+        device; the same value as `metrics.Split.auc`."""
         import torch
 
         pos, neg = self.target, self.background
@@ -92,18 +92,18 @@ class _TorchSplit(_ThresholdCounts):
         return int(below) / (2 * n_pos * n_neg)
 
 
-def _moments(values: Any) -> _Moments:
-    """Count, mean and M2 of a 1-D tensor without NaN: two passes in float64, as `_Moments.of_valid`."""
+def _moments(values: Any) -> Moments:
+    """Count, mean and M2 of a 1-D tensor without NaN: two passes in float64, as `Moments.of_valid`."""
     import torch
 
     if values.numel() == 0:
-        return _EMPTY
+        return EMPTY_COUNTS
     deviations = values.to(dtype=torch.float64, copy=True)
     mean = float(deviations.mean())
-    return _Moments(values.numel(), mean, float(deviations.sub_(mean).square_().sum()))
+    return Moments(values.numel(), mean, float(deviations.sub_(mean).square_().sum()))
 
 
-def _box_insides(frame: Any, boxes: Sequence[BoxLike], protocol: ScoringProtocol) -> Iterator[_Moments]:
+def _box_insides(frame: Any, boxes: Sequence[BoxLike], protocol: ScoringProtocol) -> Iterator[Moments]:
     """Moments of each box's "in" pixels (docs/protocol.md section 4.1): its valid pixels, less (published) the
     pixels of the boxes before it, as `metrics._box_insides`."""
     import torch

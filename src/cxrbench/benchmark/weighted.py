@@ -19,12 +19,12 @@ import numpy as np
 from cxrbench.benchmark.metrics import (
     IOU_THRESHOLDS,
     BoxLike,
+    Moments,
     PairScores,
-    _box_contrasts,
-    _Moments,
-    _pair_scores,
-    _Split,
+    Split,
+    box_contrasts,
     box_slices,
+    pair_scores,
     score_pair,
 )
 from cxrbench.benchmark.protocol import (
@@ -88,10 +88,10 @@ def score_nearest(
     where, counts = grid.region(union)
     target[where] = counts
     n_target = int(np.outer(np.diff(row_edges), np.diff(col_edges))[union].sum())
-    split = _Split.weighted(grid.values.ravel(), target.ravel(), (everything - target).ravel(), n_target)
+    split = Split.weighted(grid.values.ravel(), target.ravel(), (everything - target).ravel(), n_target)
     frame = grid.moments((slice(None), slice(None)), everything)
     insides = (grid.moments(*grid.region(cells)) for cells in _cnr_cells(box_cells, protocol))
-    return _pair_scores(split, _box_contrasts(insides, frame, protocol), thresholds)
+    return pair_scores(split, box_contrasts(insides, frame, protocol), thresholds)
 
 
 class _Grid:
@@ -120,9 +120,9 @@ class _Grid:
         where = slice(top, bottom), slice(left, right)
         return where, out * self.valid[where]
 
-    def moments(self, where: tuple[slice, slice], counts: np.ndarray) -> _Moments:
+    def moments(self, where: tuple[slice, slice], counts: np.ndarray) -> Moments:
         """Moments of the blocks at `where`: each block's value, `counts` times."""
-        return _Moments.weighted(self.values[where].ravel(), counts.ravel())
+        return Moments.weighted(self.values[where].ravel(), counts.ravel())
 
 
 def _edges(spans: list[tuple[int, int]], size: int) -> np.ndarray:
