@@ -114,14 +114,17 @@ def method_config(method: Any) -> dict[str, Any]:
     return {"class": f"{type(method).__module__}.{type(method).__qualname__}", **config}
 
 
-def _dataset_manifest(samples: Sequence[Sample]) -> str:
-    """sha256 over every pair's annotation (id, class, prompt, size, boxes) and image content hash, in order."""
+def _dataset_manifest(samples: Sequence[Sample]) -> tuple[str, dict[str, str]]:
+    """sha256 over every pair's annotation (id, class, prompt, size, boxes) and image content hash, in order;
+    and the pairs whose image could not be read, with the reason."""
     digest = hashlib.sha256()
+    unreadable: dict[str, str] = {}
     for s in samples:
         try:
             image = "unreadable" if s.error else s.image.fingerprint()
         except DataError as exc:
             image = f"unreadable: {exc}"
+            unreadable[s.pair_id] = f"pair {s.pair_id}: {exc}"
         record = [
             s.pair_id,
             s.image_id,
@@ -134,7 +137,7 @@ def _dataset_manifest(samples: Sequence[Sample]) -> str:
             s.error,
         ]
         digest.update(json.dumps(record).encode("utf-8"))
-    return digest.hexdigest()
+    return digest.hexdigest(), unreadable
 
 
 def _image_records(samples: Sequence[Sample]) -> pd.DataFrame:
@@ -408,6 +411,7 @@ def run_benchmark(
         needs_all = limit is not None and runner.checks_pairs
         notes = _check_predictions(runner, list(dataset) if needs_all else samples, on_error)
         engine = _Engine(spec, runner.config, protocol)
+        manifest, unreadable = _dataset_manifest(samples)
         identity = RunIdentity(
             method=method_name,
             method_config=engine.config,
@@ -416,8 +420,14 @@ def run_benchmark(
             limit=limit,
             protocol=protocol,
             scorer_version=SCORER_VERSION,
-            manifest_sha256=_dataset_manifest(samples),
+            manifest_sha256=manifest,
         )
+        # a pair whose image cannot be read is a data error for every method, image-independent ones included,
+        # so that all methods are scored on the same pairs
+        samples = [
+            Sample.broken(s.pair_id, s.image_id, s.class_name, unreadable[s.pair_id]) if s.pair_id in unreadable else s
+            for s in samples
+        ]
         name = name or store.default_name(method_name, protocol)
         _check_name(name, "the method's name" if name == method_name else "--name")
         folder = store.run_dir(out, dataset.name, name)

@@ -18,6 +18,8 @@ def file_fingerprint(path: str) -> str:
     """sha256 of the file's bytes; an unreadable file is a DataError naming it."""
     try:
         return sha256_file(path)
+    except FileNotFoundError:
+        raise DataError(f"image not found: {path}") from None
     except OSError as exc:
         raise DataError(f"cannot read image {path}: {exc.strerror}") from exc
 
