@@ -40,7 +40,7 @@ def test_capabilities_of_the_built_in_kinds(tmp_path):
     assert describe(PerSample()).capability == "sample" and not describe(PerSample()).needs_image
     assert describe(OracleGaussian()).capability == "sample" and describe(OracleGaussian()).frame == "full"
     assert describe(BoxPredictions(tmp_path / "b.csv")).boxes
-    assert not describe(CenterGaussian()).needs_image and not describe(CenterGaussian()).cacheable
+    assert describe(CenterGaussian()).needs_image and not describe(CenterGaussian()).cacheable
 
 
 def test_bounds_declare_themselves():

@@ -104,7 +104,7 @@ def test_square_heatmap_files_go_through_the_protocol(tmp_path):
     center = _run("center-gaussian", tmp_path)
     (tmp_path / "maps").mkdir()
     for s in SAMPLES:
-        np.save(tmp_path / "maps" / f"{s.pair_id}.npy", CenterGaussian().heatmap_for_sample(s))
+        np.save(tmp_path / "maps" / f"{s.pair_id}.npy", CenterGaussian().heatmap(None, s.prompt))
     imported = _run(f"heatmaps:{tmp_path / 'maps'}", tmp_path)
     pd.testing.assert_frame_equal(center.scores[["cnr", "miou", "auc"]], imported.scores[["cnr", "miou", "auc"]])
 

@@ -70,7 +70,6 @@ class CenterGaussian:
     def config(self) -> dict[str, int]:
         return {"size": self.size}
 
-    def heatmap_for_sample(self, sample: Sample) -> np.ndarray:
-        """The same square map for every pair; per-sample so that the runner never decodes the image."""
+    def heatmap(self, image: np.ndarray, prompt: str) -> np.ndarray:
         side = self.size
         return gaussian_map(side, side, side / 2, side / 2, side / 4, side / 4)

@@ -1,5 +1,4 @@
-"""lut-prior: the location table's Gaussian(s) for the prompt's location(s), image unseen (a per-sample method,
-so the runner never decodes the image).
+"""lut-prior: the location table's Gaussian(s) for the prompt's location(s), image unseen.
 
 It measures what a method gains by reading the image: a prompt "left lower <and> right upper pneumonia"
 becomes the maximum of the two locations' Gaussians on the 512 x 512 square (the location table's frame,
@@ -16,7 +15,6 @@ import numpy as np
 from cxrbench.anatomy.lut import LUT_SIZE, load_lut, render
 from cxrbench.anatomy.vocabulary import parse_prompt
 from cxrbench.errors import MethodOutputError
-from cxrbench.types import Sample
 
 
 class LutPrior:
@@ -34,12 +32,7 @@ class LutPrior:
         """The table's content (its file is provenance, not identity)."""
         return {"lut_sha256": hashlib.sha256(self.table.to_json().encode("utf-8")).hexdigest()}
 
-    def heatmap_for_sample(self, sample: Sample) -> np.ndarray:
-        """The prior of the pair's prompt; the image is never read (so never decoded)."""
-        return self.prompt_map(sample.prompt)
-
-    def prompt_map(self, prompt: str) -> np.ndarray:
-        """max over the prompt's locations of the table's Gaussians, 512 x 512."""
+    def heatmap(self, image: np.ndarray, prompt: str) -> np.ndarray:
         try:
             locations, _ = parse_prompt(prompt)
         except ValueError as exc:
