@@ -25,11 +25,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from cxrbench.anatomy.lut import load_lut
+from cxrbench.methods.ldm.attention import TUNING_LAYERS, TUNING_TIMESTEPS, TimestepMaps
 from cxrbench.methods.ldm.codebook import Codebook
 from cxrbench.methods.ldm.tuning import (
-    TUNING_LAYERS,
-    TUNING_TIMESTEPS,
-    AttentionMaps,
     TuneConfig,
     encode_prompt,
     noise_for_step,
@@ -58,7 +56,7 @@ class Step:
         self.gaussians = [table.gaussians["left lower"], table.gaussians["right lower"]]
         self.timesteps = TUNING_TIMESTEPS[:timesteps]
         self.config = TuneConfig(timestep_chunk=chunk)
-        self.maps = AttentionMaps(self.models.unet, TUNING_LAYERS)
+        self.maps = TimestepMaps(self.models.unet, TUNING_LAYERS)
 
     def __call__(self, step: int = 0) -> None:
         noise = noise_for_step(0, step, (len(self.timesteps), *self.latent.shape)).to(self.models.device)

@@ -406,9 +406,21 @@ def curate(
 @click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), default="float32", show_default=True)
 @click.option("--alpha", type=float, default=1.0, show_default=True, help="Weight of the masked own-map target.")
 @click.option("--beta", type=float, default=1.0, show_default=True, help="Weight of the Gaussian target.")
+@click.option(
+    "--localization-weight", type=float, default=1.0, show_default=True, help="Weight of the localization loss."
+)
 @click.option("--diversity-weight", type=float, default=1.0, show_default=True, help="Weight of the diversity loss.")
 @click.option("--lr", type=float, default=1e-3, show_default=True, help="Adam learning rate.")
 @click.option("--epochs", type=click.IntRange(min=1), default=1, show_default=True)
+@click.option(
+    "--steps",
+    default="30-60",
+    show_default=True,
+    help="Training timesteps: steps A-B (A <= i < B) of --schedule, t = (1000 // T) i (docs/tuning.md).",
+)
+@click.option(
+    "--schedule", type=click.IntRange(1, 1000), default=100, show_default=True, help="Steps T that --steps indexes."
+)
 @click.option("--seed", type=int, default=0, show_default=True, help="Sample order and noise seed.")
 @click.option(
     "--timestep-chunk",

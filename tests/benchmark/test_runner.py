@@ -14,7 +14,7 @@ from cxrbench.benchmark.executors import default_score_workers
 from cxrbench.benchmark.runner import SCORE_COLUMNS, run_benchmark
 from cxrbench.benchmark.summary import SCHEMA_VERSION, RunSummary
 from cxrbench.datasets.demo import DemoDataset
-from cxrbench.errors import CxrbenchError, RunLockedError
+from cxrbench.errors import CxrbenchError, DataError, RunLockedError
 
 from ..conftest import cxrbench_env
 
@@ -285,3 +285,28 @@ def test_score_worker_option_is_checked():
     with pytest.raises(CxrbenchError, match="--score-workers must be a non-negative integer, not -1"):
         run_benchmark("oracle-gaussian", "demo", score_workers=-1)
     assert default_score_workers(12) == 0 and 1 <= default_score_workers(1153) <= 4
+
+
+class _PickyBatched:
+    """Batches of 4; a prompt naming 'Edema' is a data error (as ldm's tokens=pathology is for its pair)."""
+
+    name = "picky-batched"
+    batch_size = 4
+    cacheable = False
+
+    def heatmaps(self, images, prompts):
+        if any("edema" in p.lower() for p in prompts):
+            raise DataError("the prompt does not name the pathology")
+        return [np.ones((8, 8), np.float32) * (1 + (i % 2)) for i, _ in enumerate(images)]
+
+
+def test_a_data_error_in_a_batch_stays_with_its_pair(tmp_path):
+    from cxrbench.registry import load_dataset
+
+    samples = list(load_dataset("demo"))[:16]
+    result = run_benchmark(_PickyBatched(), "demo", out=tmp_path, limit=16, n_resamples=100, progress=False,
+                           on_error="skip")  # fmt: skip
+    bad = {s.pair_id for s in samples if "edema" in s.prompt.lower()}
+    assert bad and len(bad) < 16
+    assert set(result.errors["pair_id"]) == bad and set(result.errors["stage"]) == {"data"}
+    assert set(result.scores["pair_id"]) == {s.pair_id for s in samples} - bad

@@ -52,7 +52,7 @@ def test_schedule_and_inversion_step_match_diffusers():
 def test_full_size_unet_is_built_from_the_bundle_definition():
     from monai.networks.nets import DiffusionModelUNet
 
-    from cxrbench.methods.ldm.model import _network_args
+    from cxrbench.methods.ldm.model import network_args
 
     definition = {
         "_target_": "generative.networks.nets.DiffusionModelUNet",
@@ -68,7 +68,7 @@ def test_full_size_unet_is_built_from_the_bundle_definition():
         "transformer_num_layers": 1,
         "norm_eps": 1e-6,
     }
-    unet = DiffusionModelUNet(**_network_args(definition, DiffusionModelUNet, "inference.json"))
+    unet = DiffusionModelUNet(**network_args(definition, DiffusionModelUNet, "inference.json"))
     assert sum(p.numel() for p in unet.parameters()) == pytest.approx(264e6, rel=0.01)
     names = [n for n, _ in unet.named_modules() if n.endswith("attn2")]
     assert [names[i] for i in (3, 4, 6, 7)] == [
@@ -121,12 +121,12 @@ def test_fast_path_equals_the_literal_pipeline(models, images):
 def test_reduction_selects_real_tokens_and_applies_otsu():
     from skimage.filters import threshold_multiotsu
 
-    from cxrbench.methods.ldm.heatmap import finish, token_map
+    from cxrbench.methods.ldm.heatmap import finish, real_tokens, token_map
 
     probs = np.full((256, 77), 1e-3)
     probs[17, 3] = 1.0  # real token 3 (of "<bos> t1 t2 t3 <eos>": n_ids = 5) peaks at grid cell (1, 1)
     probs[200, 0] = probs[200, 4] = probs[200, 30] = 5.0  # <bos>, <eos> and padding are ignored
-    grid = token_map(probs, n_ids=5)
+    grid = token_map(probs, real_tokens(5))
     assert np.unravel_index(grid.argmax(), grid.shape) == (47, 47)  # centre of cell (1, 1) in 512 / 16 = 32 px
     heat = finish(grid, otsu=True)
     plain = finish(grid, otsu=False)
@@ -161,13 +161,14 @@ def test_method_runs_in_the_benchmark(bundle, cli, tmp_path):
 
 def test_missing_weights_and_unknown_layers_say_what_to_do(bundle, models, images, tmp_path):
     from cxrbench.errors import WeightsError
+    from cxrbench.methods.ldm.attention import Recording
     from cxrbench.methods.ldm.model import load_ldm
     from cxrbench.methods.ldm.pipeline import fast_heatmaps
 
     with pytest.raises(WeightsError, match=r"missing weight file .*inference\.json .*MONAI model zoo bundle"):
         load_ldm(tmp_path)
     with pytest.raises(WeightsError, match="no cross-attention layer"):
-        fast_heatmaps(models, images[0][:1], images[1][:1], layers=("up_blocks.9.attentions.0",))
+        fast_heatmaps(models, images[0][:1], images[1][:1], Recording(layers=("up_blocks.9.attentions.0",)))
 
 
 def test_long_prompt_is_truncated_with_a_warning(models):

@@ -125,9 +125,9 @@ def test_a_checkpoint_in_monai_names_is_refused():
     from monai.networks.nets import AutoencoderKL
 
     from cxrbench.errors import WeightsError
-    from cxrbench.methods.ldm.model import _load_generative, _network_args
+    from cxrbench.methods.ldm.model import _load_generative, network_args
     from cxrbench.testing.ldm import TINY_AUTOENCODER
 
-    network = AutoencoderKL(**_network_args(TINY_AUTOENCODER, AutoencoderKL, "inference.json"))
+    network = AutoencoderKL(**network_args(TINY_AUTOENCODER, AutoencoderKL, "inference.json"))
     with pytest.raises(WeightsError, match="uses MONAI core's parameter names"):
         _load_generative(network, dict(network.state_dict()), "autoencoder.pth")

@@ -166,15 +166,16 @@ def test_gaussian_target_is_the_union_of_the_locations():
 
 
 def test_gradients_reach_only_location_rows_of_the_prompt(models, tuning_set, latents):
+    from cxrbench.methods.ldm.attention import TUNING_LAYERS, TimestepMaps
     from cxrbench.methods.ldm.codebook import Codebook
-    from cxrbench.methods.ldm.tuning import TUNING_LAYERS, AttentionMaps, encode_prompt, noise_for_step, training_losses
+    from cxrbench.methods.ldm.tuning import encode_prompt, noise_for_step, training_losses
 
     sample = next(s for s in tuning_set[1] if "<and>" not in s.prompt)
     book = Codebook.from_text_encoder(models.tokenizer, models.text_encoder)
     special = {r.token_id for r in book.rows if r.kind == "special"}
     prompt = encode_prompt(models.tokenizer, sample.prompt, special)
     noise = noise_for_step(0, 0, (30, *latents[sample.image].shape))
-    with AttentionMaps(models.unet, TUNING_LAYERS) as maps:
+    with TimestepMaps(models.unet, TUNING_LAYERS) as maps:
         losses = training_losses(models, book, maps, latents[sample.image], prompt, sample.gaussians, noise, config())
         losses["loss"].backward()
     used = set(prompt.ids.tolist())
@@ -193,11 +194,10 @@ def model_weights(models) -> dict:
 
 def test_short_run_trains_location_rows_only_and_lowers_the_localization_loss(models, tuning_set, latents, tmp_path):
     from cxrbench.datasets.images import load_jpg
+    from cxrbench.methods.ldm.attention import TUNING_LAYERS, TimestepMaps
     from cxrbench.methods.ldm.codebook import Codebook
     from cxrbench.methods.ldm.pipeline import fast_heatmaps
     from cxrbench.methods.ldm.tuning import (
-        TUNING_LAYERS,
-        AttentionMaps,
         encode_prompt,
         gaussian_target,
         noise_for_step,
@@ -218,7 +218,7 @@ def test_short_run_trains_location_rows_only_and_lowers_the_localization_loss(mo
     def localization(book):
         special = {r.token_id for r in book.rows if r.kind == "special"}
         out = []
-        with AttentionMaps(models.unet, TUNING_LAYERS) as maps, torch.no_grad():
+        with TimestepMaps(models.unet, TUNING_LAYERS) as maps, torch.no_grad():
             for i, s in enumerate(samples):
                 noise = noise_for_step(99, i, (30, *latents[s.image].shape))  # noise the run never saw
                 prompt = encode_prompt(models.tokenizer, s.prompt, special)
@@ -372,9 +372,10 @@ def test_tune_killed_with_sigkill_then_resumed_gives_the_uninterrupted_codebook(
 
 
 def test_bfloat16_step_with_checkpointed_chunks_agrees_with_float32(bundle, models, tuning_set, latents):
+    from cxrbench.methods.ldm.attention import TUNING_LAYERS, TimestepMaps
     from cxrbench.methods.ldm.codebook import Codebook
     from cxrbench.methods.ldm.model import load_ldm
-    from cxrbench.methods.ldm.tuning import TUNING_LAYERS, AttentionMaps, encode_prompt, noise_for_step, training_losses
+    from cxrbench.methods.ldm.tuning import encode_prompt, noise_for_step, training_losses
 
     sample = tuning_set[1][0]
     half = load_ldm(bundle, dtype="bfloat16")
@@ -384,7 +385,7 @@ def test_bfloat16_step_with_checkpointed_chunks_agrees_with_float32(bundle, mode
         special = {r.token_id for r in book.rows if r.kind == "special"}
         prompt = encode_prompt(net.tokenizer, sample.prompt, special)
         noise = noise_for_step(0, 0, (30, *latents[sample.image].shape))
-        with AttentionMaps(net.unet, TUNING_LAYERS) as maps:
+        with TimestepMaps(net.unet, TUNING_LAYERS) as maps:
             losses = training_losses(
                 net, book, maps, latents[sample.image], prompt, sample.gaussians, noise, config(timestep_chunk=chunk)
             )
@@ -394,3 +395,107 @@ def test_bfloat16_step_with_checkpointed_chunks_agrees_with_float32(bundle, mode
     assert results[1][0] == pytest.approx(results[0][0], abs=0.02)
     cosine = torch.nn.functional.cosine_similarity(results[0][1].flatten(), results[1][1].flatten(), dim=0)
     assert cosine > 0.9
+
+
+# ---------------------------------------------------------------- checkpoint files and what a checkpoint records
+
+
+def small_codebook_and_adam():
+    from cxrbench.methods.ldm.codebook import Codebook, CodebookRow
+
+    rows = [
+        CodebookRow(3, "a", "location", ()),
+        CodebookRow(5, "b", "location", ()),
+        CodebookRow(7, "c", "special", ()),
+    ]
+    book = Codebook(rows, torch.randn(3, 4, generator=torch.Generator().manual_seed(0)))
+    adam = torch.optim.Adam([book.location], lr=0.1)
+    book.location.grad = torch.ones_like(book.location)
+    adam.step()  # Adam has moments to save
+    return book, adam
+
+
+def test_an_interrupted_save_leaves_no_checkpoint_that_resume_would_pick_up(tmp_path, monkeypatch):
+    from cxrbench.benchmark import store
+    from cxrbench.methods.ldm import checkpoints, codebook
+    from cxrbench.methods.ldm.checkpoints import checkpoint_dirs, resolve_checkpoint, save_checkpoint
+
+    book, adam = small_codebook_and_adam()
+    first = save_checkpoint(tmp_path, 1, book, adam, {"config": {}})
+    written = []
+
+    def killed_at_state(path, data):
+        written.append(path.name)
+        if path.name == "state.json":
+            raise KeyboardInterrupt  # the process dies while the last file is written
+        store.write_atomic(path, data)
+
+    for module in (checkpoints, codebook):  # every file goes through the shared atomic writer
+        monkeypatch.setattr(module, "write_atomic", killed_at_state)
+    for step in (2, 1):  # a new step, and the step of the complete checkpoint (which must survive)
+        with pytest.raises(KeyboardInterrupt):
+            save_checkpoint(tmp_path, step, book, adam, {"config": {}})
+        assert checkpoint_dirs(tmp_path) == [first] and resolve_checkpoint(tmp_path) == first
+        assert not (tmp_path / "step-00000002").exists()
+    assert written == ["codebook.safetensors", "optimizer.safetensors", "state.json"] * 2
+    monkeypatch.undo()
+    second = save_checkpoint(tmp_path, 2, book, adam, {"config": {}})
+    assert checkpoint_dirs(tmp_path) == [first, second]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["step-00000001", "step-00000002"]  # leftovers removed
+    assert sorted(p.name for p in second.iterdir()) == ["codebook.safetensors", "optimizer.safetensors", "state.json"]
+
+
+def test_resume_counts_an_option_a_checkpoint_predates_as_its_default(tmp_path):
+    from dataclasses import asdict
+
+    from cxrbench.errors import CxrbenchError
+    from cxrbench.methods.ldm.checkpoints import check_resumable
+    from cxrbench.methods.ldm.tuning import TuneConfig
+
+    defaults = asdict(TuneConfig())
+    fields = {"tuning_set_sha256": "x", "samples": 4, "weights": {}}
+    old = {"config": {k: v for k, v in defaults.items() if k not in ("localization_weight", "steps", "schedule")}}
+    check_resumable({**old, **fields}, {"config": asdict(TuneConfig()), **fields}, tmp_path, defaults)
+    new = asdict(TuneConfig(localization_weight=2.0, steps=(20, 40)))
+    with pytest.raises(CxrbenchError, match="localization_weight, steps differ"):
+        check_resumable({**old, **fields}, {"config": new, **fields}, tmp_path, defaults)
+
+
+def test_loss_weights_and_timestep_window_are_applied_and_recorded(bundle, models, tuning_set, latents, tmp_path):
+    from cxrbench.errors import CxrbenchError
+    from cxrbench.methods.ldm.attention import TUNING_LAYERS, TimestepMaps
+    from cxrbench.methods.ldm.codebook import Codebook
+    from cxrbench.methods.ldm.tuned import LdmTuned
+    from cxrbench.methods.ldm.tuning import TuneConfig, encode_prompt, noise_for_step, training_losses, tune
+
+    sample = tuning_set[1][0]
+    book = Codebook.from_text_encoder(models.tokenizer, models.text_encoder)
+    special = {r.token_id for r in book.rows if r.kind == "special"}
+    prompt = encode_prompt(models.tokenizer, sample.prompt, special)
+    noise = noise_for_step(0, 0, (10, *latents[sample.image].shape))
+    window = config(localization_weight=2.0, diversity_weight=0.5, steps=(10, 20), schedule=50)
+    assert window.recording().recorded_timesteps() == tuple(range(200, 400, 20))  # leading: t = 20 k
+    with TimestepMaps(models.unet, TUNING_LAYERS) as maps, torch.no_grad():
+        got = training_losses(models, book, maps, latents[sample.image], prompt, sample.gaussians, noise, window)
+        given = training_losses(
+            models, book, maps, latents[sample.image], prompt, sample.gaussians, noise, config(), range(200, 400, 20)
+        )
+    assert float(got["loss"]) == pytest.approx(2.0 * float(given["localization"]) + 0.5 * float(given["diversity"]))
+    assert float(got["localization"]) == float(given["localization"])
+    assert TuneConfig(steps="20-40").steps == (20, 40)  # --steps text
+    for bad in ({"steps": (90, 110)}, {"schedule": 0}, {"alpha": -1.0}, {"diversity_weight": float("nan")}):
+        with pytest.raises(CxrbenchError, match="--"):
+            TuneConfig(**bad)
+
+    tune(models, tuning_set[1][:1], window, tmp_path, progress=False, latents=latents)
+    tuned_with = LdmTuned(checkpoint=tmp_path, weights=bundle).config()["checkpoint"]["tuned_with"]
+    assert {k: tuned_with[k] for k in ("alpha", "beta", "localization_weight", "diversity_weight", "lr")} == {
+        "alpha": 1.0,
+        "beta": 1.0,
+        "localization_weight": 2.0,
+        "diversity_weight": 0.5,
+        "lr": 0.05,
+    }
+    assert (tuned_with["steps"], tuned_with["schedule"]) == ([10, 20], 50)
+    assert tuned_with["timesteps"] == list(range(200, 400, 20)) and tuned_with["layers"] == list(TUNING_LAYERS)
+    assert "timestep_chunk" not in tuned_with and "checkpoint_every" not in tuned_with

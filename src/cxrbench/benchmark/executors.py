@@ -97,11 +97,22 @@ def _compute(method: Any, spec: MethodSpec, samples: list[Sample], images: list[
     try:
         maps = call_method(method, spec, [samples[i] for i in ok], [images[i] for i in ok]) if ok else []
     except PairError as err:
-        maps = [err] * len(ok)
+        if len(ok) > 1 and isinstance(err.error, DataError):  # one pair's data (e.g. its prompt): find which
+            maps = [_one(method, spec, samples[i], images[i]) for i in ok]
+        else:
+            maps = [err] * len(ok)
     results = list(images)
     for i, prediction in zip(ok, maps, strict=True):
         results[i] = prediction
     return results, time.perf_counter() - start
+
+
+def _one(method: Any, spec: MethodSpec, sample: Sample, image: Any) -> Any:
+    """The prediction for one pair, or its PairError (stage "data" for a DataError the method raised)."""
+    try:
+        return call_method(method, spec, [sample], [image])[0]
+    except PairError as err:
+        return PairError("data", err.error) if isinstance(err.error, DataError) else err
 
 
 class LocalExecutor:

@@ -4,8 +4,8 @@ GenerativeModels parameter names, plus SD-2.1-base's CLIP tokenizer (the real BP
 one-layer text encoder. The network definitions are the real ones scaled down: the same structure (4-level
 autoencoder with non-local attention in encoder and decoder, 3-level U-Net with one-head cross-attention at
 32 x 32 and 16 x 16 for a 512 image, `norm_eps` 1e-6), channels / 8 in the autoencoder and / 32 in the U-Net.
-Needs torch, monai, transformers, monai-generative (test-only, installed with --no-deps, writes the old names)
-and open_clip's BPE table (`pip install --no-deps open_clip_torch`, never imported). See docs/ldm.md."""
+Needs torch, monai, transformers and the `fixtures` extra: monai-generative (writes the old names) and
+open_clip's BPE table (its wheel's data file; open_clip is never imported). See docs/ldm.md."""
 
 from __future__ import annotations
 
@@ -136,12 +136,12 @@ def _bytes_to_unicode() -> dict[int, str]:
 
 
 def clip_bpe_table() -> Path:
-    """CLIP's BPE merge table as open_clip's wheel ships it (install `open_clip_torch` with --no-deps; the
+    """CLIP's BPE merge table as open_clip's wheel ships it (the `fixtures` extra installs `open_clip_torch`; the
     package is never imported)."""
     spec = importlib.util.find_spec("open_clip")
     table = Path(spec.submodule_search_locations[0]) / "bpe_simple_vocab_16e6.txt.gz" if spec else None
     if table is None or not table.is_file():
-        raise FileNotFoundError("CLIP's BPE table comes from open_clip's wheel: pip install --no-deps open_clip_torch")
+        raise FileNotFoundError("CLIP's BPE table comes from open_clip's wheel: pip install -e \".[fixtures]\"")
     return table
 
 
@@ -240,9 +240,9 @@ def full_unet():
     """The real model's U-Net architecture with random weights (float32, CPU)."""
     from monai.networks.nets import DiffusionModelUNet
 
-    from cxrbench.methods.ldm.model import _network_args
+    from cxrbench.methods.ldm.model import network_args
 
-    return DiffusionModelUNet(**_network_args(FULL_UNET, DiffusionModelUNet, "full size"))
+    return DiffusionModelUNet(**network_args(FULL_UNET, DiffusionModelUNet, "full size"))
 
 
 def random_full_size_models(device: str, dtype):
@@ -254,12 +254,12 @@ def random_full_size_models(device: str, dtype):
     from monai.networks.nets import AutoencoderKL
     from transformers import CLIPTokenizer
 
-    from cxrbench.methods.ldm.model import LdmModels, _network_args
+    from cxrbench.methods.ldm.model import LdmModels, network_args
 
     with tempfile.TemporaryDirectory() as tmp:
         write_clip_tokenizer(Path(tmp))
         tokenizer = CLIPTokenizer.from_pretrained(tmp)
     text = text_encoder(len(tokenizer), tokenizer.bos_token_id, tokenizer.eos_token_id, hidden_size=1024, heads=16)
-    autoencoder = AutoencoderKL(**_network_args(FULL_AUTOENCODER, AutoencoderKL, "full size"))
+    autoencoder = AutoencoderKL(**network_args(FULL_AUTOENCODER, AutoencoderKL, "full size"))
     nets = [m.to(device=device, dtype=dtype).eval().requires_grad_(False) for m in (autoencoder, full_unet(), text)]
     return LdmModels(nets[0], nets[1], tokenizer, nets[2], torch.device(device), dtype, {})

@@ -1,15 +1,18 @@
 """Checkpoints of `cxrbench tune`: `<output>/step-<N>/` with `codebook.safetensors`, `optimizer.safetensors`
 (Adam's moments and step) and `state.json` (options, layers, timesteps, tuning-set and weight hashes, step).
-Each is written to a temporary folder and renamed, so a kill leaves either a complete checkpoint or none;
-the last KEEP_CHECKPOINTS are kept. `losses.csv` logs every step."""
+Every file is written atomically (store.write_atomic) into a temporary sibling folder `.tmp-step-<N>/`, which is
+renamed to `step-<N>/` once complete, so a kill leaves either a complete checkpoint or none that
+`checkpoint_dirs` lists; the last KEEP_CHECKPOINTS are kept. `losses.csv` logs every step."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
 
+from cxrbench.benchmark.store import write_atomic
 from cxrbench.errors import CxrbenchError
 from cxrbench.methods.ldm.codebook import FILE as CODEBOOK_FILE
 from cxrbench.methods.ldm.codebook import Codebook
@@ -19,10 +22,11 @@ LOSSES_FILE, SKIPPED_FILE = "losses.csv", "skipped.csv"
 KEEP_CHECKPOINTS = 2
 # Options that may change between a run and its --resume (they do not change the steps already taken).
 RESUMABLE = ("epochs", "checkpoint_every", "timestep_chunk")
+TMP_PREFIX = ".tmp-"
 
 
 def checkpoint_dirs(output: Path) -> list[Path]:
-    """Complete checkpoints in `output`, oldest first."""
+    """Complete checkpoints in `output`, oldest first (a `.tmp-step-*` folder is a save that did not finish)."""
     return sorted(p for p in output.glob("step-*") if (p / STATE_FILE).is_file())
 
 
@@ -58,24 +62,40 @@ def read_state(folder: Path) -> dict[str, Any]:
 
 
 def save_checkpoint(output: Path, step: int, codebook: Codebook, optimizer: Any, state: dict[str, Any]) -> Path:
-    """Write step-<step>/ through a temporary folder and one rename; keep the last KEEP_CHECKPOINTS."""
-    from safetensors.torch import save_file
+    """Write step-<step>/: each file atomically into a temporary sibling folder, then one rename of the folder;
+    keep the last KEEP_CHECKPOINTS."""
+    from safetensors.torch import save
 
     final = output / f"step-{step:08d}"
-    tmp = output / f".tmp-step-{step:08d}"
+    tmp = output / f"{TMP_PREFIX}{final.name}"
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
     codebook.save(tmp)
     adam = optimizer.state_dict()
     tensors = {k: v.detach().cpu().contiguous() for k, v in adam["state"].get(0, {}).items()}
-    save_file(tensors, str(tmp / OPTIMIZER_FILE))
+    write_atomic(tmp / OPTIMIZER_FILE, save(tensors))
     groups = [{k: v for k, v in g.items() if k != "params"} for g in adam["param_groups"]]
-    (tmp / STATE_FILE).write_text(json.dumps({**state, "step": step, "optimizer": groups}, indent=2), encoding="utf-8")
+    write_atomic(tmp / STATE_FILE, json.dumps({**state, "step": step, "optimizer": groups}, indent=2))
     shutil.rmtree(final, ignore_errors=True)
-    tmp.rename(final)
-    for old in checkpoint_dirs(output)[:-KEEP_CHECKPOINTS]:
-        shutil.rmtree(old, ignore_errors=True)
+    os.replace(tmp, final)
+    _fsync_folder(output)
+    for old in [*checkpoint_dirs(output)[:-KEEP_CHECKPOINTS], *output.glob(f"{TMP_PREFIX}step-*")]:
+        shutil.rmtree(old, ignore_errors=True)  # older checkpoints, and saves that were interrupted
     return final
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename inside `folder` durable (POSIX; a no-op where folders cannot be opened)."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def load_optimizer(folder: Path, optimizer: Any, state: dict[str, Any]) -> None:
@@ -88,8 +108,11 @@ def load_optimizer(folder: Path, optimizer: Any, state: dict[str, Any]) -> None:
     optimizer.load_state_dict({"state": {0: moved} if moved else {}, "param_groups": groups})
 
 
-def check_resumable(state: dict[str, Any], expected: dict[str, Any], folder: Path) -> None:
-    old, new = state["config"], expected["config"]
+def check_resumable(state: dict[str, Any], expected: dict[str, Any], folder: Path, defaults: dict[str, Any]) -> None:
+    """The options, tuning set and weights of a resumed run must be the checkpoint's; an option the checkpoint
+    does not record (written before it existed) counts as its default."""
+    old = json.loads(json.dumps({**defaults, **state["config"]}))
+    new = json.loads(json.dumps(expected["config"]))
     changed = [k for k in new if k not in RESUMABLE and old.get(k) != new[k]]
     changed += [k for k in ("tuning_set_sha256", "samples", "weights") if state.get(k) != expected[k]]
     if changed:
@@ -105,4 +128,15 @@ def truncate_losses(path: Path, step: int) -> None:
         return
     lines = path.read_text(encoding="utf-8").splitlines(keepends=True)
     kept = [line for i, line in enumerate(lines) if i == 0 or int(line.split(",", 1)[0]) <= step] if step else []
-    path.write_text("".join(kept), encoding="utf-8")
+    write_atomic(path, "".join(kept))
+
+
+def tuned_with(state: dict[str, Any]) -> dict[str, Any]:
+    """What a checkpoint was tuned with, for ldm-tuned's config: the options that change the codebook (loss
+    weights, alpha, beta, lr, epochs, seed, the timestep window), the layers and timesteps, the tuning set."""
+    ignored = ("checkpoint_every", "timestep_chunk")
+    options = {k: v for k, v in state.get("config", {}).items() if k not in ignored}
+    return {
+        **options,
+        **{k: state[k] for k in ("layers", "timesteps", "tuning_set_sha256", "samples") if k in state},
+    }

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from cxrbench.anatomy.vocabulary import AND, LOCATIONS, PATHOLOGIES
+from cxrbench.benchmark.store import write_atomic
 from cxrbench.errors import WeightsError
 
 KINDS = ("location", "pathology", "special")  # row order
@@ -113,12 +114,12 @@ class Codebook:
     def save(self, folder: Path) -> Path:
         """`codebook.safetensors`: embeddings (rows, D) float32 and token_ids; the rows' tokens and kinds in the
         file's metadata."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save
 
         path = folder / FILE
         tensors = {"embeddings": self.table().detach().cpu().contiguous(), "token_ids": self.token_ids.cpu()}
         meta = {"rows": json.dumps([[r.token_id, r.token, r.kind, list(r.terms)] for r in self.rows])}
-        save_file(tensors, str(path), metadata=meta)
+        write_atomic(path, save(tensors, metadata=meta))
         return path
 
     @classmethod

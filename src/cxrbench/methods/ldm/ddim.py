@@ -21,9 +21,22 @@ def alphas_cumprod(train_steps: int = TRAIN_STEPS) -> np.ndarray:
     return np.cumprod(1.0 - betas)
 
 
-def inversion_timesteps(train_steps: int = TRAIN_STEPS, inference_steps: int = INFERENCE_STEPS) -> np.ndarray:
-    """t = 0, s, 2s, ... < train_steps with stride s = train_steps // inference_steps (334 steps for 1000/300)."""
-    return np.arange(0, train_steps, train_steps // inference_steps)
+def schedule_timesteps(steps: int, spacing: str = "trailing", train_steps: int = TRAIN_STEPS) -> np.ndarray:
+    """The timesteps of a `steps`-step schedule over `train_steps`, ascending, stride s = train_steps // steps.
+
+    "trailing" (the published zero-shot scheduler, its `set_timesteps(T, "trailing")`): t = train_steps - 1 - k s,
+    k = 0, 1, ... while t >= 0, i.e. 0, 3, ..., 999 (334 steps) for T = 300 and 9, 19, ..., 999 for T = 100;
+    "leading": t = k s, k = 0 .. steps - 1 (0, 10, ..., 990 for T = 100).
+    """
+    stride = train_steps // steps
+    if spacing == "trailing":
+        return (np.arange(train_steps, 0, -stride) - 1)[::-1].copy()
+    return np.arange(steps) * stride
+
+
+def inversion_timesteps(inference_steps: int = INFERENCE_STEPS) -> np.ndarray:
+    """The heatmap's inversion timesteps: trailing spacing (334 steps t = 0, 3, ..., 999 for T = 300)."""
+    return schedule_timesteps(inference_steps, "trailing")
 
 
 def invert_step(z, v, a_t: float, a_next: float):

@@ -1,7 +1,8 @@
 """The reduction of recorded cross-attention probabilities to one 512 x 512 heatmap (docs/methods.md, "The LDM
 heatmap").
 
-Per (layer, step): keep the prompt's real tokens (positions 1 .. n-2 of its unpadded ids), average them,
+Per (layer, step): keep the prompt's real tokens (positions 1 .. n-2 of its unpadded ids; with the option
+`tokens=pathology` the pathology's, docs/ldm.md section 5), average them,
 reshape to the layer's square grid, min-max over space, resize to 512 x 512 bilinearly. Then: mean over
 layers and steps, Gaussian blur sigma 2.5 (scipy `gaussian_filter`, reflect mode), min-max; the zero-shot
 method keeps only pixels above the map's 2-class Otsu threshold, zero elsewhere, computed as the published
@@ -26,17 +27,22 @@ def _minmax(x: np.ndarray) -> np.ndarray:
     return (x - lo) / (hi - lo) if hi > lo else np.zeros_like(x)
 
 
-def grid_map(probs: np.ndarray, n_ids: int) -> np.ndarray:
+def real_tokens(n_ids: int) -> slice:
+    """The prompt's real tokens: positions 1 .. n_ids - 2 of its unpadded ids (<bos> and <eos> left out)."""
+    return slice(1, n_ids - 1)
+
+
+def grid_map(probs: np.ndarray, span: slice) -> np.ndarray:
     """One (layer, step) map on the layer's grid, min-maxed: probs is (queries, 77) for one image (heads
-    averaged); the real tokens are positions 1 .. n_ids - 2."""
-    tokens = probs[:, 1 : n_ids - 1].mean(axis=1)
+    averaged); the token positions `span` are averaged."""
+    tokens = probs[:, span].mean(axis=1)
     side = round(len(tokens) ** 0.5)
     return _minmax(tokens.reshape(side, side).astype(np.float64))
 
 
-def token_map(probs: np.ndarray, n_ids: int) -> np.ndarray:
+def token_map(probs: np.ndarray, span: slice) -> np.ndarray:
     """The (layer, step) map resized to 512 x 512 (bilinear), as docs/methods.md states it."""
-    return resize(grid_map(probs, n_ids), SIZE, SIZE).astype(np.float64)
+    return resize(grid_map(probs, span), SIZE, SIZE).astype(np.float64)
 
 
 def finish(mean_map: np.ndarray, otsu: bool) -> np.ndarray:

@@ -40,7 +40,7 @@ def _file(name: str):
     return next(f for f in files_of("ldm") if f.path.endswith(name))
 
 
-def _network_args(definition: dict[str, Any], network: type, where: str) -> dict[str, Any]:
+def network_args(definition: dict[str, Any], network: type, where: str) -> dict[str, Any]:
     """Constructor arguments from a bundle definition: GenerativeModels' `num_channels` is MONAI's `channels`."""
     args = {("channels" if k == "num_channels" else k): v for k, v in definition.items() if not k.startswith("_")}
     expressions = [k for k, v in args.items() if isinstance(v, str) and v.startswith(("$", "@", "%"))]
@@ -145,8 +145,8 @@ def load_ldm(root: Path, device: str = "cpu", dtype: str = "float32", allow_unve
         definitions = config["autoencoder_def"], config["diffusion_def"]
     except (json.JSONDecodeError, KeyError) as exc:
         raise WeightsError(f"{config_file} is not the bundle's inference config: {exc}") from exc
-    autoencoder = AutoencoderKL(**_network_args(definitions[0], AutoencoderKL, str(config_file)))
-    unet = DiffusionModelUNet(**_network_args(definitions[1], DiffusionModelUNet, str(config_file)))
+    autoencoder = AutoencoderKL(**network_args(definitions[0], AutoencoderKL, str(config_file)))
+    unet = DiffusionModelUNet(**network_args(definitions[1], DiffusionModelUNet, str(config_file)))
     for network, name in ((autoencoder, "autoencoder.pth"), (unet, "diffusion_model.pth")):
         state = load_state_dict(_file(name), root, allow_unverified)
         where = f"{root / _file(name).path} (network from {config_file})"

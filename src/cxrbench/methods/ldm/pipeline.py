@@ -5,7 +5,8 @@ The fast path gives the literal pipeline's heatmap (reference.py) while doing le
 the last recorded step; the prompt-conditioned U-Net pass runs only on recorded steps and stops after the
 last recorded layer; only the chosen layers' attention probabilities are computed and each is reduced to its
 512 x 512 map at once (running sum, never all maps held); each distinct prompt is encoded once; each distinct
-image is encoded and inverted once, however many prompts it has; images and prompts are batched.
+image is encoded and inverted once, however many prompts it has; images and prompts are batched. Which layers and
+steps are recorded and how their maps are reduced: attention.py.
 """
 
 from __future__ import annotations
@@ -13,22 +14,24 @@ from __future__ import annotations
 import contextlib
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
+from cxrbench.anatomy.vocabulary import PATHOLOGIES
 from cxrbench.benchmark.protocol import resize
+from cxrbench.errors import DataError
 from cxrbench.hashing import array_digest
-from cxrbench.methods.ldm.attention import DEFAULT_LAYERS, RECORDED_STEPS, AttentionRecorder
-from cxrbench.methods.ldm.ddim import alphas_cumprod, inversion_timesteps, invert_step
-from cxrbench.methods.ldm.heatmap import SIZE, finish, grid_map
+from cxrbench.methods.ldm.attention import HEATMAP, AttentionRecorder, PairMaps, Recording
+from cxrbench.methods.ldm.ddim import alphas_cumprod, invert_step
+from cxrbench.methods.ldm.heatmap import SIZE, finish, real_tokens
 from cxrbench.methods.ldm.model import LATENT_SCALE, LdmModels
 
 if TYPE_CHECKING:
     from cxrbench.methods.ldm.codebook import Codebook
 
 MAX_TOKENS = 77
+Tokens = Literal["all", "pathology"]
 
 
 def preprocess(image: np.ndarray) -> np.ndarray:
@@ -74,43 +77,50 @@ def encode_images(models: LdmModels, images: Sequence[np.ndarray]):
     return mean.float() * LATENT_SCALE
 
 
-@dataclass
-class _Accumulator:
-    """Running sums of the min-maxed grid maps per pair and grid size, fed by hooks on the recorded layers.
+def token_spans(tokenizer, prompts: Sequence[str], tokens: Tokens = "all") -> list[slice]:
+    """The token positions each prompt's map averages: its real tokens (1 .. n-2), or with `tokens="pathology"`
+    those of the pathology it names (pathology_span)."""
+    if tokens == "pathology":
+        return [pathology_span(tokenizer, prompt) for prompt in prompts]
+    return [real_tokens(n) for n in token_counts(tokenizer, prompts)]
 
-    Bilinear resizing is linear and its weights sum to 1, so the mean of the resized maps equals the resized
-    mean of the grid maps: summing on the 16 x 16 grid and resizing once gives the documented mean of 512 x 512
-    maps (to float rounding) without resizing every (layer, step) map.
-    """
 
-    n_ids: list[int]
-    sums: dict[int, np.ndarray] = field(default_factory=dict)
-    count: int = 0
-
-    def add(self, probs) -> None:
-        probs = probs.detach().cpu().numpy().astype(np.float64)
-        maps = np.stack([grid_map(probs[j], n) for j, n in enumerate(self.n_ids)])
-        side = maps.shape[-1]
-        self.sums[side] = self.sums.get(side, 0) + maps
-        self.count += 1
-
-    def mean(self) -> np.ndarray:
-        """(pairs, 512, 512): the mean over every recorded (layer, step) map."""
-        total = sum(np.stack([resize(m, SIZE, SIZE) for m in grid]).astype(np.float64) for grid in self.sums.values())
-        return total / self.count
+def pathology_span(tokenizer, prompt: str) -> slice:
+    """The published attribution experiment's token positions (sampler.py, `cls_name`): the positions p of the
+    prompt's ids that are sub-tokens of the pathology's name, from the first (a) to the last (b), taken as
+    slice(a, b) -- b itself only when a == b. The pathology is the one name of the vocabulary whose sub-tokens
+    all occur, in order and adjacent, in the prompt; a prompt naming none or several is a DataError."""
+    ids = tokenizer(prompt, truncation=True, max_length=MAX_TOKENS).input_ids
+    found = {}
+    for name in PATHOLOGIES:
+        sub = tokenizer(name.lower(), add_special_tokens=False).input_ids
+        if any(ids[i : i + len(sub)] == sub for i in range(len(ids) - len(sub) + 1)):
+            found[name] = set(sub)
+    if len(found) != 1:
+        what = "none" if not found else "several (" + ", ".join(found) + ")"
+        raise DataError(
+            f"prompt {prompt!r} names {what} of the pathologies {', '.join(PATHOLOGIES)}: option tokens=pathology "
+            "needs exactly one"
+        )
+    (sub,) = found.values()
+    positions = [i for i, token in enumerate(ids) if token in sub]
+    first, last = positions[0], positions[-1]
+    return slice(first, last + 1 if last == first else last)
 
 
 def fast_heatmaps(
     models: LdmModels,
     images: Sequence[np.ndarray],
     prompts: Sequence[str],
-    layers: Sequence[str] = DEFAULT_LAYERS,
+    recording: Recording = HEATMAP,
     otsu: bool = True,
     codebook: Codebook | None = None,
+    tokens: Tokens = "all",
 ) -> list[np.ndarray]:
     """512 x 512 heatmaps for (image, prompt) pairs; see the module docstring for what is skipped."""
     import torch
 
+    spans = token_spans(models.tokenizer, prompts, tokens)  # before any work: a bad prompt fails at once
     keys = [array_digest(im) for im in images]
     distinct_images = list(dict.fromkeys(keys))
     distinct_prompts = list(dict.fromkeys(prompts))
@@ -120,17 +130,16 @@ def fast_heatmaps(
     context = encode_text(models, ["", *distinct_prompts], codebook)
     empty = context[:1].expand(len(distinct_images), -1, -1)
     pair_context = context[[1 + distinct_prompts.index(p) for p in prompts]]
-    counts = token_counts(models.tokenizer, distinct_prompts)
-    accumulator = _Accumulator([counts[distinct_prompts.index(p)] for p in prompts])
-    timesteps, alphas = inversion_timesteps(), alphas_cumprod()
-    last_step = RECORDED_STEPS[-1]
-    with AttentionRecorder(models.unet, layers, accumulator.add) as recorder, torch.no_grad():
+    maps = PairMaps(spans)
+    timesteps, alphas = recording.timesteps(), alphas_cumprod()
+    last_step = recording.steps[-1]
+    with AttentionRecorder(models.unet, recording.layers, maps.add) as recorder, torch.no_grad():
         for i, t in enumerate(timesteps[: last_step + 1]):
             t_batch = torch.full((len(distinct_images),), int(t), device=models.device, dtype=torch.long)
-            if i in RECORDED_STEPS:
+            if i in recording.steps:
                 recorder.recorded_pass(z[image_of].to(models.dtype), t_batch[image_of], pair_context)
             if i == last_step:
                 break
             v = models.unet(z.to(models.dtype), t_batch, empty).float()
             z = invert_step(z, v, float(alphas[t]), float(alphas[timesteps[i + 1]]))
-    return [finish(m, otsu) for m in accumulator.mean()]
+    return [finish(m, otsu) for m in maps.mean()]

@@ -3,7 +3,7 @@
 One training step (batch size 1, one tuning sample):
 - z0 = encoder mean x 0.3 of the preprocessed image (computed once per image, before training);
 - z_t = sqrt(a_t) z0 + sqrt(1 - a_t) eps for ALL 30 timesteps t = 300, 310, ..., 590 (indices 30..59 of a
-  100-step schedule over the 1000 training steps), one independent noise draw per timestep from a
+  100-step schedule over the 1000 training steps; `steps`, `schedule`), one independent noise draw per timestep from a
   generator seeded by (seed, step), so a resumed run draws the same noise;
 - the prompt is embedded through the codebook and the frozen text encoder; the U-Net runs on the 30 noised
   latents (one pass, or chunks of `timestep_chunk` under activation checkpointing) only as far as the last
@@ -17,12 +17,13 @@ One training step (batch size 1, one tuning sample):
       localization = 1 - cos(A, T),  T = alpha * M * sg(A) + beta * G
   G = the location Gaussians (LUT frame = the preprocessed 512 square) drawn on the grid, several locations
   joined by <and> combined by max (their union); M = [G >= exp(-2)], the union of their 2-sigma ellipses;
-  loss = localization + diversity_weight * diversity; Adam on the location rows only.
+  loss = localization_weight * localization + diversity_weight * diversity; Adam on the location rows only.
 Samples are visited in a fresh permutation per epoch (seeded by (seed, epoch)).
 """
 
 from __future__ import annotations
 
+import json
 import math
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -37,7 +38,14 @@ from cxrbench.anatomy.lut import Gaussian2D, render
 from cxrbench.datasets.images import load_jpg
 from cxrbench.datasets.mimic import TuningSample
 from cxrbench.errors import CxrbenchError, DataError
-from cxrbench.methods.ldm.attention import TUNING_LAYERS, TUNING_TIMESTEPS, AttentionRecorder
+from cxrbench.methods.ldm.attention import (
+    TUNING,
+    TUNING_LAYERS,
+    Recording,
+    TimestepMaps,
+    check_schedule,
+    parse_window,
+)
 from cxrbench.methods.ldm.checkpoints import (
     LOSSES_FILE,
     check_output,
@@ -60,23 +68,39 @@ MASK_LEVEL = math.exp(-2.0)  # G >= this <=> inside the 2-sigma ellipse of one o
 @dataclass(frozen=True)
 class TuneConfig:
     """Defaults are cxrbench's (the published values are not stated): alpha = beta = 1, equal loss weights,
-    Adam at lr 1e-3 for 1 epoch. `timestep_chunk` < 30 runs the 30 timesteps in chunks under activation
-    checkpointing: about 30 / chunk times less activation memory for ~55 % more FLOPs (benchmarks/tune_speed.py);
-    the default, one pass, needs ~0.3 GiB per timestep in float32 (measured on CPU)."""
+    Adam at lr 1e-3 for 1 epoch, the timesteps of `steps` 30 .. 59 of a `schedule` of 100 steps (leading
+    spacing: t = 300, 310, ..., 590; docs/tuning.md section 4). `timestep_chunk` < 30 runs the 30 timesteps in
+    chunks under activation checkpointing: about 30 / chunk times less activation memory for ~55 % more FLOPs
+    (benchmarks/tune_speed.py); the default, one pass, needs ~0.3 GiB per timestep in float32 (measured on CPU).
+    `steps` also takes the text "A-B" (`--steps`). Everything but `timestep_chunk` and `checkpoint_every` is
+    recorded in the checkpoint and reported by ldm-tuned's config."""
 
     alpha: float = 1.0
     beta: float = 1.0
+    localization_weight: float = 1.0
     diversity_weight: float = 1.0
     lr: float = 1e-3
     epochs: int = 1
     seed: int = 0
     timestep_chunk: int = 30
     checkpoint_every: int = 500
+    steps: tuple[int, int] = (TUNING.steps.start, TUNING.steps.stop)
+    schedule: int = TUNING.schedule
 
     def __post_init__(self) -> None:
         for name in ("lr", "epochs", "timestep_chunk", "checkpoint_every"):
             if not getattr(self, name) > 0:
                 raise CxrbenchError(f"--{name.replace('_', '-')} must be positive, got {getattr(self, name)}")
+        for name in ("alpha", "beta", "localization_weight", "diversity_weight"):
+            if not math.isfinite(getattr(self, name)) or getattr(self, name) < 0:
+                flag = f"--{name.replace('_', '-')}"
+                raise CxrbenchError(f"{flag} must be a finite number >= 0, got {getattr(self, name)}")
+        window = parse_window(self.steps, check_schedule(self.schedule, "--schedule"), "--steps")
+        object.__setattr__(self, "steps", (window.start, window.stop))
+
+    def recording(self) -> Recording:
+        """The tuning layers at this config's timesteps."""
+        return Recording(TUNING_LAYERS, range(*self.steps), self.schedule, "leading")
 
 
 # ---------------------------------------------------------------- losses (torch tensors)
@@ -127,54 +151,6 @@ def encode_prompt(tokenizer: Any, prompt: str, special_ids: set[int]) -> Encoded
     return EncodedPrompt(torch.tensor(ids), torch.tensor(real, dtype=torch.long), torch.tensor(plain, dtype=torch.long))
 
 
-class AttentionMaps:
-    """The tuning layers' cross-attention maps, with gradients, reduced to their mean over timesteps and layers.
-    Use as a context manager around the forward AND backward pass (activation checkpointing replays the
-    forward during backward)."""
-
-    def __init__(self, unet: Any, layers: Sequence[str]):
-        self.recorder = AttentionRecorder(unet, layers, self._record)
-        self.recorded: list[Any] = []
-
-    def _record(self, probs: Any) -> None:
-        self.recorded.append(probs)
-
-    def __enter__(self) -> AttentionMaps:
-        self.recorder.__enter__()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.recorder.__exit__(*exc)
-
-    def _chunk_sum(self, z: Any, t: Any, context: Any) -> Any:
-        """Sum over the chunk's timesteps and the layers of (77, side, side) maps at the largest grid."""
-        import torch
-
-        self.recorded = []
-        self.recorder.recorded_pass(z, t, context.expand(len(z), -1, -1))
-        side = max(round(p.shape[1] ** 0.5) for p in self.recorded)
-        total = 0
-        for probs in self.recorded:
-            s = round(probs.shape[1] ** 0.5)
-            grid = probs.sum(dim=0).T.reshape(1, probs.shape[2], s, s)
-            if s != side:
-                grid = torch.nn.functional.interpolate(grid, size=(side, side), mode="bilinear", align_corners=False)
-            total = total + grid[0]
-        return total
-
-    def mean(self, z: Any, t: Any, context: Any, chunk: int) -> Any:
-        """(77, side, side): mean over timesteps (the batch of z) and layers."""
-        from torch.utils.checkpoint import checkpoint
-
-        if chunk >= len(z):  # one pass: checkpointing would only add a recomputation
-            return self._chunk_sum(z, t, context) / (len(z) * len(self.recorder.modules))
-        total = 0
-        for start in range(0, len(z), chunk):
-            part = z[start : start + chunk], t[start : start + chunk], context
-            total = total + checkpoint(self._chunk_sum, *part, use_reentrant=False)
-        return total / (len(z) * len(self.recorder.modules))
-
-
 def noise_for_step(seed: int, step: int, shape: Sequence[int]) -> Any:
     """Standard normal noise that depends only on (seed, step), drawn on the CPU (device-independent)."""
     import torch
@@ -186,17 +162,19 @@ def noise_for_step(seed: int, step: int, shape: Sequence[int]) -> Any:
 def training_losses(
     models: LdmModels,
     codebook: Codebook,
-    maps: AttentionMaps,
+    maps: TimestepMaps,
     latent: Any,
     prompt: EncodedPrompt,
     gaussians: Sequence[Gaussian2D],
     noise: Any,
     config: TuneConfig,
-    timesteps: Sequence[int] = TUNING_TIMESTEPS,
+    timesteps: Sequence[int] | None = None,
 ) -> dict[str, Any]:
-    """The step's losses as tensors (`loss` carries the gradient); noise is (timesteps, *latent.shape)."""
+    """The step's losses as tensors (`loss` carries the gradient); noise is (timesteps, *latent.shape); the
+    timesteps are the config's unless given."""
     import torch
 
+    timesteps = config.recording().recorded_timesteps() if timesteps is None else timesteps
     a = torch.as_tensor(alphas_cumprod()[list(timesteps)], dtype=torch.float32, device=models.device)
     scale = a.sqrt()[:, None, None, None], (1 - a).sqrt()[:, None, None, None]
     z = (scale[0] * latent[None] + scale[1] * noise).to(models.dtype)
@@ -210,7 +188,7 @@ def training_losses(
     localization = localization_loss(mean_map, gaussian, config.alpha, config.beta)
     diversity = diversity_loss(token_maps[prompt.plain.to(models.device)])
     return {
-        "loss": localization + config.diversity_weight * diversity,
+        "loss": config.localization_weight * localization + config.diversity_weight * diversity,
         "localization": localization,
         "diversity": diversity,
     }
@@ -278,11 +256,12 @@ def tune(
     output.mkdir(parents=True, exist_ok=True)
     check_output(output, resume)
     latents = latents if latents is not None else encode_latents(models, samples, progress=progress)[0]
+    recording = config.recording()
     state = {
         "format": 1,
-        "config": asdict(config),
-        "layers": list(TUNING_LAYERS),
-        "timesteps": list(TUNING_TIMESTEPS),
+        "config": json.loads(json.dumps(asdict(config))),
+        "layers": list(recording.layers),
+        "timesteps": list(recording.recorded_timesteps()),
         "tuning_set_sha256": tuning_set_sha256,
         "samples": len(samples),
         "weights": models.hashes,
@@ -291,7 +270,7 @@ def tune(
     if resume:
         latest = checkpoint_dirs(output)[-1]
         old = read_state(latest)
-        check_resumable(old, state, latest)
+        check_resumable(old, state, latest, asdict(TuneConfig()))
         codebook = Codebook.load(latest / CODEBOOK_FILE, models.tokenizer, models.text_encoder)
     else:
         codebook = Codebook.from_text_encoder(models.tokenizer, models.text_encoder)
@@ -308,7 +287,7 @@ def tune(
     recent: deque[dict[str, float]] = deque(maxlen=50)
     bar = tqdm(total=total, initial=step, unit="step", desc="tuning", disable=not progress, dynamic_ncols=True)
     checkpoint = None
-    with AttentionMaps(models.unet, TUNING_LAYERS) as maps, losses_file.open("a", encoding="utf-8") as log:
+    with TimestepMaps(models.unet, recording.layers) as maps, losses_file.open("a", encoding="utf-8") as log:
         if step == 0:
             log.write("step,epoch,line,loss,localization,diversity\n")
         order_of: dict[int, np.ndarray] = {}
@@ -319,7 +298,7 @@ def tune(
             order = order_of[epoch]
             sample = samples[int(order[position])]
             latent = latents[sample.image].to(models.device)
-            noise = noise_for_step(config.seed, step, (len(TUNING_TIMESTEPS), *latent.shape)).to(models.device)
+            noise = noise_for_step(config.seed, step, (len(state["timesteps"]), *latent.shape)).to(models.device)
             losses = training_losses(
                 models, codebook, maps, latent, prompts[sample.prompt], sample.gaussians, noise, config
             )
