@@ -266,6 +266,7 @@ def test_weights_read_from_a_hub_cache_are_hashed_and_load(tmp_path, monkeypatch
 
 
 def test_a_corrupt_hub_blob_is_refused_before_loading(tmp_path, monkeypatch):
+    require_torch()  # the tiny BioViL weights are written with torch
     _hub_env(monkeypatch, tmp_path)
     hub, _ = _biovil_hub(tmp_path)
     file = next(f for f in WEIGHT_FILES if f.path == "biovil_image_resnet50_proj_size_128.pt")
@@ -281,6 +282,7 @@ def test_a_corrupt_hub_blob_is_refused_before_loading(tmp_path, monkeypatch):
 
 
 def test_the_default_hub_cache_serves_when_no_weights_folder_exists(cli, tmp_path, monkeypatch):
+    require_torch()  # the tiny BioViL weights are written with torch
     _hub_env(monkeypatch, tmp_path)
     hub, _ = _biovil_hub(tmp_path)
     monkeypatch.setenv("HF_HUB_CACHE", str(hub))

@@ -145,6 +145,7 @@ def test_fetch_ldm_through_monai_bundle_download_and_the_hub_cache(cli, tmp_path
 
 
 def test_a_bundle_without_its_checkpoint_places_nothing(cli, tmp_path, hub):
+    require("monai")  # monai.bundle.download fetches it
     (tmp_path / "src" / LDM_BUNDLE / "configs").mkdir(parents=True)
     (tmp_path / "src" / LDM_BUNDLE / "configs" / "inference.json").write_text("{}")
     url = _bundle_zip(tmp_path / "src", tmp_path / "bundle.zip")
