@@ -1,5 +1,6 @@
 """Fault tests 1 and 2 (docs/reliability.md): unsafe and corrupt weight files never get unpickled."""
 
+import hashlib
 import os
 import sys
 
@@ -202,9 +203,9 @@ def _hub_env(monkeypatch, tmp_path):
     monkeypatch.setenv("CXRBENCH_HOME", str(tmp_path / "home"))
 
 
-def _biovil_hub(tmp_path):
+def _biovil_hub(tmp_path, revisions=("v1.1", "main")):
     """Tiny BioViL weights published into a hub cache as microsoft/BiomedVLP-CXR-BERT-specialized keeps them:
-    the image checkpoint and the CXR-BERT files at the repo's root, at revision v1.1 (hi-ml's pin) and main."""
+    the image checkpoint and the CXR-BERT files at the repo's root, at `revisions` (v1.1: hi-ml's pin)."""
     from cxrbench.testing.biovil import write_tiny_biovil
     from cxrbench.testing.hub import publish_folder
 
@@ -217,7 +218,7 @@ def _biovil_hub(tmp_path):
     for name in ("config.json", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json"):
         (staged / name).write_bytes((layout / "BiomedVLP-CXR-BERT-specialized" / name).read_bytes())
     hub = tmp_path / "hub"
-    publish_folder(hub, "microsoft/BiomedVLP-CXR-BERT-specialized", staged, revisions=("v1.1", "main"))
+    publish_folder(hub, "microsoft/BiomedVLP-CXR-BERT-specialized", staged, revisions=revisions)
     return hub, layout
 
 
@@ -337,3 +338,53 @@ def test_without_huggingface_hub_a_hub_cache_is_one_clear_error(tmp_path, monkey
     with pytest.raises(WeightsError, match=r"reading the Hugging Face hub cache .*hub needs huggingface_hub"):
         weights_root(tmp_path / "hub")
     assert weights_root() == tmp_path / "home" / "weights"  # no layout folder, no hub cache to fall back on
+
+
+def _image_file():
+    return next(f for f in WEIGHT_FILES if f.path == "biovil_image_resnet50_proj_size_128.pt")
+
+
+def test_a_file_the_hub_holds_only_at_another_revision_is_refused(tmp_path, monkeypatch):
+    """hi-ml-multimodal pins CXR-BERT's v1.1: the same repo's main may hold other files, whose hub sha256 only says
+    they are main's. Without the library's md5 confirming it, such a file is refused, and never pinned."""
+    require_torch()  # the tiny BioViL weights are written with torch
+    require("health_multimodal")  # its published md5
+    from health_multimodal.image.model import pretrained as hi_ml
+
+    _hub_env(monkeypatch, tmp_path)
+    hub, layout = _biovil_hub(tmp_path, revisions=("main",))
+    root = weights_root(hub)
+    commit = next((hub / "models--microsoft--BiomedVLP-CXR-BERT-specialized" / "snapshots").iterdir()).name
+    file = _image_file()
+    with pytest.raises(WeightsError) as info:
+        verify(file, root)
+    message = str(info.value)
+    assert "\n" not in message and str(root / file.path) in message
+    assert f"at main (commit {commit[:12]})" in message and "not at the pinned revision v1.1" in message
+    assert f"md5 is not hi-ml-multimodal's {hi_ml.BIOVIL_IMAGE_WEIGHTS_MD5}" in message
+    assert "`cxrbench weights fetch biovil`" in message and "--allow-unverified-weights" in message
+    with pytest.warns(UserWarning, match="not at the pinned revision v1.1"):
+        assert verify(file, root, allow_unverified=True) == root / file.path
+    rows = {r["file"]: r["status"] for r in status(root) if r["family"] == "biovil"}
+    assert set(rows.values()) == {f"at main (commit {commit[:12]}), not the pinned v1.1: unverified"}
+    assert pin(root) == []  # a file of another revision is never approved by a pin
+    text = next(f for f in WEIGHT_FILES if f.path == "BiomedVLP-CXR-BERT-specialized/vocab.txt")
+    with pytest.raises(WeightsError, match=r"vocab\.txt is .* at main .*nothing confirms it is the same file"):
+        verify(text, root)
+    # the library's md5 confirms the checkpoint is its file, whatever revision the cache reached it through
+    monkeypatch.setattr(hi_ml, "BIOVIL_IMAGE_WEIGHTS_MD5", hashlib.md5((layout / file.path).read_bytes()).hexdigest())
+    assert verify(file, root) == root / file.path
+    assert {r["file"]: r["status"] for r in status(root)}[file.path] == "ok"
+
+
+def test_the_pinned_revision_is_read_before_main(tmp_path, monkeypatch):
+    require_torch()
+    _hub_env(monkeypatch, tmp_path)
+    hub, layout = _biovil_hub(tmp_path, revisions=("v1.1",))
+    file = _image_file()
+    from cxrbench.testing.hub import write_hub_repo
+
+    write_hub_repo(hub, "microsoft/BiomedVLP-CXR-BERT-specialized", {file.path: b"a later checkpoint"})  # main
+    root = weights_root(hub)
+    assert (root / file.path).read_bytes() == (layout / file.path).read_bytes()
+    assert verify(file, root) == root / file.path

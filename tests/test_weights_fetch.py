@@ -3,15 +3,14 @@ cache in the layout huggingface_hub writes) and MONAI's bundle download from a l
 
 import hashlib
 import inspect
-import io
 import json
-import tarfile
+import shutil
 import zipfile
 
 import pytest
 
-from cxrbench.testing.hub import publish_folder, write_hub_repo
-from cxrbench.weights import LDM_BUNDLE, PIN_FILE, status, weights_root
+from cxrbench.testing.hub import publish_folder, tar_gz, write_hub_repo
+from cxrbench.weights import LDM_BUNDLE, LDM_BUNDLE_VERSION, PIN_FILE, status, weights_root
 
 from .conftest import require, require_torch
 
@@ -99,9 +98,9 @@ def test_no_network_is_one_line_saying_how_to_place_files(cli, tmp_path, hub):
     assert unknown.returncode == 2 and "unknown weight family clip; choose from ldm, biovil, biovil-t" in unknown.stderr
 
 
-def _bundle_zip(source, path, leave_out=()):
+def _bundle_zip(source, path, leave_out=(), version=LDM_BUNDLE_VERSION):
     """The bundle folder zipped as MONAI's model zoo publishes it (one base folder), with its metadata.json."""
-    (source / LDM_BUNDLE / "configs" / "metadata.json").write_text(json.dumps({"version": "1.0.0"}))
+    (source / LDM_BUNDLE / "configs" / "metadata.json").write_text(json.dumps({"version": version}))
     with zipfile.ZipFile(path, "w") as archive:
         for file in sorted((source / LDM_BUNDLE).rglob("*")):
             if file.is_file() and file.name not in leave_out:
@@ -137,7 +136,8 @@ def test_fetch_ldm_through_monai_bundle_download_and_the_hub_cache(cli, tmp_path
     assert pins[f"{LDM_BUNDLE}/models/autoencoder.pth"] == _sha256(source / LDM_BUNDLE / "models" / "autoencoder.pth")
     assert pins[f"{SD}/tokenizer/merges.txt"] == _sha256(source / SD / "tokenizer" / "merges.txt")
     provenance = json.loads((root / "PROVENANCE.json").read_text())
-    assert provenance[f"{LDM_BUNDLE}/models/diffusion_model.pth"]["revision"] == "1.0.0"
+    assert provenance[f"{LDM_BUNDLE}/models/diffusion_model.pth"]["revision"] == LDM_BUNDLE_VERSION
+    assert provenance[f"{LDM_BUNDLE}/models/diffusion_model.pth"]["requested_revision"] is None
     assert provenance[f"{LDM_BUNDLE}/models/diffusion_model.pth"]["source"] == url
     assert all(r["status"] == "ok" for r in status(root) if r["family"] == "ldm")
     models = load_ldm(weights_root(root))
@@ -155,6 +155,86 @@ def test_a_bundle_without_its_checkpoint_places_nothing(cli, tmp_path, hub):
     assert _leftovers(tmp_path / "w") == []
 
 
+def _light_bundle(tmp_path, version):
+    """A bundle folder of `version` with placeholder bytes: fetching copies and hashes them, nothing reads them."""
+    source = tmp_path / f"bundle-{version}"
+    for name in ("configs/inference.json", "models/autoencoder.pth", "models/diffusion_model.pth"):
+        (source / LDM_BUNDLE / name).parent.mkdir(parents=True, exist_ok=True)
+        (source / LDM_BUNDLE / name).write_bytes(f"{version} {name}".encode())
+    (source / LDM_BUNDLE / "configs" / "metadata.json").write_text(json.dumps({"version": version}))
+    return source
+
+
+def _light_sd(hub):
+    """SD-2.1-base's tokenizer and text encoder files in the hub cache, with placeholder bytes."""
+    files = {f"text_encoder/{n}": n.encode() for n in ("config.json", "model.safetensors")}
+    for name in ("vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json"):
+        files[f"tokenizer/{name}"] = name.encode()
+    write_hub_repo(hub, "stabilityai/stable-diffusion-2-1-base", files)
+
+
+def test_a_bundle_of_another_version_needs_revision_and_is_recorded_as_such(cli, tmp_path, hub):
+    require("monai")  # monai.bundle.download fetches it
+    source = _light_bundle(tmp_path, "1.0.0")
+    _light_sd(hub)
+    url = _bundle_zip(source, tmp_path / "bundle.zip", version="1.0.0")
+    refused = cli("weights", "fetch", "ldm", "--weights", "w", "--bundle-url", url)
+    error = refused.stderr.splitlines()[-1]  # after MONAI's progress bar
+    assert refused.returncode == 2 and error.startswith("error: ")
+    assert f"bundle from {url} is version 1.0.0, not {LDM_BUNDLE_VERSION}, the one cxrbench supports" in error
+    assert "Pass --revision VERSION" in error and _leftovers(tmp_path / "w") == []
+    result = cli("weights", "fetch", "ldm", "--weights", "w", "--bundle-url", url, "--revision", "1.0.0")
+    assert result.returncode == 0, result.stderr
+    provenance = json.loads((tmp_path / "w" / "PROVENANCE.json").read_text())
+    for name in ("configs/inference.json", "models/autoencoder.pth", "models/diffusion_model.pth"):
+        record = provenance[f"{LDM_BUNDLE}/{name}"]
+        assert (record["revision"], record["requested_revision"]) == ("1.0.0", "1.0.0")
+        assert record["pinned_revision"] == LDM_BUNDLE_VERSION
+    encoder = provenance["stable-diffusion-2-1-base/text_encoder/model.safetensors"]
+    assert encoder["requested_revision"] is None and encoder["pinned_revision"] is None  # SD's main
+    wrong = cli("weights", "fetch", "ldm", "--weights", "v", "--bundle-url", url, "--revision", "1.0.1")
+    assert wrong.returncode == 2 and "is version 1.0.0, not the 1.0.1 --revision asked for" in wrong.stderr
+
+
+def test_fetch_ldm_asks_monai_for_the_pinned_bundle_version(tmp_path, hub, monkeypatch):
+    """Without --bundle-url, `monai.bundle.download` gets the bundle from its default source, MONAI's Hugging Face
+    repo, at the version it is given. Its network call there (`huggingface_hub.snapshot_download(repo_id=
+    "MONAI/<bundle>", revision=version, local_dir=...)`) is the one stand-in: it copies the bundle of the revision
+    asked for; everything else, MONAI's download included, runs as is."""
+    require("monai")
+    import huggingface_hub
+    from huggingface_hub import constants
+
+    from cxrbench.weights_fetch import fetch
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)  # read on import: set for this process
+    bundles = {v: _light_bundle(tmp_path, v) for v in (LDM_BUNDLE_VERSION, "1.0.0")}
+    _light_sd(hub)
+    asked = []
+    real = huggingface_hub.snapshot_download
+
+    def snapshot_download(repo_id, revision=None, local_dir=None, **kwargs):
+        if repo_id != f"MONAI/{LDM_BUNDLE}":
+            return real(repo_id, revision=revision, local_dir=local_dir, **kwargs)
+        asked.append(revision)
+        shutil.copytree(bundles[revision] / LDM_BUNDLE, local_dir)
+        return str(local_dir)
+
+    monkeypatch.setattr(huggingface_hub, "snapshot_download", snapshot_download)
+    monkeypatch.delenv("BUNDLE_DOWNLOAD_SRC", raising=False)
+    fetch(["ldm"], tmp_path / "w", cache=hub)
+    fetch(["ldm"], tmp_path / "v", revision="1.0.0", cache=hub)
+    assert asked == [LDM_BUNDLE_VERSION, "1.0.0"]
+    for folder, version, requested in (("w", LDM_BUNDLE_VERSION, None), ("v", "1.0.0", "1.0.0")):
+        record = json.loads((tmp_path / folder / "PROVENANCE.json").read_text())[f"{LDM_BUNDLE}/models/autoencoder.pth"]
+        assert record["source"] == f"MONAI bundle {LDM_BUNDLE}"
+        assert (record["revision"], record["pinned_revision"]) == (version, LDM_BUNDLE_VERSION)
+        assert record["requested_revision"] == requested
+        autoencoder = tmp_path / folder / LDM_BUNDLE / "models" / "autoencoder.pth"
+        assert autoencoder.read_bytes() == f"{version} models/autoencoder.pth".encode()
+        assert all(r["status"] == "ok" for r in status(tmp_path / folder) if r["family"] == "ldm")
+
+
 def test_monai_bundle_download_takes_the_arguments_fetch_passes():
     require("monai")
     from monai.bundle import download
@@ -162,43 +242,33 @@ def test_monai_bundle_download_takes_the_arguments_fetch_passes():
     assert {"name", "version", "bundle_dir", "url", "progress"} <= set(inspect.signature(download).parameters)
 
 
-def _radgraph_archive(members):
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
-        for name, content in members.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(content)
-            archive.addfile(info, io.BytesIO(content))
-    return buffer.getvalue()
-
-
 def test_fetch_radgraph_unpacks_the_archive_and_refuses_an_escaping_member(cli, tmp_path, hub):
-    members = {
-        "radgraph-xl/config.json": b'{"model": {}}',
-        "radgraph-xl/weights.th": b"state dict bytes",
-        "radgraph-xl/vocabulary/labels.txt": b"ANAT-DP\n",
+    members = {  # as radgraph 0.1.18 reads them once unpacked into <cache>/radgraph-xl/
+        "config.json": b'{"model": {}}',
+        "weights.th": b"state dict bytes",
+        "vocabulary/labels.txt": b"ANAT-DP\n",
     }
-    write_hub_repo(hub, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": _radgraph_archive(members)})
+    write_hub_repo(hub, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": tar_gz(members)})
     result = cli("weights", "--weights", "w", "fetch", "radgraph")  # the group's --weights serves fetch too
     assert result.returncode == 0, result.stderr
     root = tmp_path / "w"
     assert (root / "radgraph-xl" / "vocabulary" / "labels.txt").read_bytes() == b"ANAT-DP\n"
     assert _pins(root) == {
-        "radgraph-xl/config.json": hashlib.sha256(members["radgraph-xl/config.json"]).hexdigest(),
-        "radgraph-xl/weights.th": hashlib.sha256(members["radgraph-xl/weights.th"]).hexdigest(),
+        "radgraph-xl/config.json": hashlib.sha256(members["config.json"]).hexdigest(),
+        "radgraph-xl/weights.th": hashlib.sha256(members["weights.th"]).hexdigest(),
     }
     # a changed file is never pinned silently, and an archive member leaving the folder is refused
     other = tmp_path / "hub2"
     write_hub_repo(
         other,
         "StanfordAIMI/RRG_scorers",
-        {"radgraph-xl.tar.gz": _radgraph_archive({**members, "radgraph-xl/weights.th": b"other"})},
+        {"radgraph-xl.tar.gz": tar_gz({**members, "weights.th": b"other"})},
     )
     changed = cli("weights", "fetch", "radgraph", "--weights", "w", "--hub-cache", str(other))
     assert changed.returncode == 2 and "radgraph-xl/weights.th: the fetched file differs" in changed.stderr
     assert (root / "radgraph-xl" / "weights.th").read_bytes() == b"state dict bytes"
     evil = tmp_path / "hub3"
-    write_hub_repo(evil, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": _radgraph_archive({"../../escaped": b"x"})})
+    write_hub_repo(evil, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": tar_gz({"../../escaped": b"x"})})
     refused = cli("weights", "fetch", "radgraph", "--weights", "v", "--hub-cache", str(evil))
     assert refused.returncode == 2 and "cannot unpack" in refused.stderr
     assert not list(tmp_path.rglob("escaped")) and _leftovers(tmp_path / "v") == []

@@ -5,7 +5,9 @@ Nothing is downloaded here (`cxrbench weights fetch` does that: cxrbench.weights
 under `--weights DIR`, else `$CXRBENCH_HOME/weights`, else `~/.cache/cxrbench/weights`; where that folder does
 not exist, or where `--weights` names a Hugging Face hub cache, the files are read offline from the hub cache
 (`huggingface_hub.try_to_load_from_cache`) through a view: a folder of links in the layout below, which also
-holds the view's pins. Every file is checked against its recorded sha256 before anything reads it: the hash
+holds the view's pins; a file the cache holds only at another revision than the one its publisher's code pins is
+refused unless the library's own md5 confirms it is that file, and RadGraph-XL's archive is unpacked as the
+radgraph package unpacks it. Every file is checked against its recorded sha256 before anything reads it: the hash
 comes from this table where the publisher gives one, or, for a file the hub stores in Git LFS, from its blob's
 name in the hub cache (the sha256 the hub publishes), else from `<weights>/SHA256SUMS`, which `cxrbench weights
 --pin` writes after you have checked the files' origin (trust on first use; a pin is never replaced silently: a
@@ -20,6 +22,10 @@ import hashlib
 import os
 import pickle
 import re
+import shutil
+import tarfile
+import tempfile
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,6 +38,9 @@ PIN_FILE = "SHA256SUMS"
 # torch.load(weights_only=True) could run code before 2.6 (CVE-2025-32434).
 MIN_TORCH = (2, 6)
 LDM_BUNDLE = _LDM = "cxr_image_synthesis_latent_diffusion_model"
+# The MONAI model-zoo release `weights fetch ldm` downloads: the latest in its metadata.json changelog (1.0.1 moved
+# the hosting to Hugging Face, 1.0.2 changed the metadata only), the model-zoo port of docs/ldm.md section 1.
+LDM_BUNDLE_VERSION = "1.0.2"
 _SD = "stable-diffusion-2-1-base"
 _PIN_LINE = re.compile(r"(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>.+)")
 
@@ -86,7 +95,10 @@ CXR_BERT, BIOVIL_T, SD_REPO = (
     f"stabilityai/{_SD}",
 )
 REVISIONS = {CXR_BERT: "v1.1", BIOVIL_T: "v1.0"}
-RADGRAPH_REPO, RADGRAPH_ARCHIVE = "StanfordAIMI/RRG_scorers", "radgraph-xl.tar.gz"
+# RadGraph-XL: the radgraph package downloads this archive (hf_hub_download) and unpacks it into
+# `<model_cache_dir>/radgraph-xl/`, then reads config.json, weights.th and vocabulary/ there (radgraph 0.1.18).
+RADGRAPH_REPO, RADGRAPH_ARCHIVE, RADGRAPH_MODEL = "StanfordAIMI/RRG_scorers", "radgraph-xl.tar.gz", "radgraph-xl"
+ARCHIVES = "hub-archives"
 _BERT_FILES = ("config.json", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json")
 _SD_FILES = (
     "text_encoder/config.json",
@@ -159,28 +171,36 @@ def weights_root(weights: str | Path | None = None) -> Path:
     return hub_view(hub) if hub is not None else root
 
 
-def find_in_hub(file: WeightFile, hub: Path) -> tuple[str, Path] | None:
-    """(layout path, cached file) of the first of the file's candidates the hub cache holds, offline: the
-    publisher's pinned revision, else `main` (`huggingface_hub.try_to_load_from_cache`, nothing downloaded)."""
+def _cached(repo: str, path: str, hub: Path, revision: str | None = None) -> Path | None:
+    """The hub cache's file `path` of `repo` at `revision` (None: main), offline (nothing downloaded)."""
     try:
         from huggingface_hub import try_to_load_from_cache
     except ImportError:
         raise WeightsError(
             f"reading the Hugging Face hub cache {hub} needs huggingface_hub: pip install 'cxrbench[ldm]'"
         ) from None
+    hit = try_to_load_from_cache(repo, path, cache_dir=hub, revision=revision)
+    return Path(hit) if isinstance(hit, str) else None
+
+
+def find_in_hub(file: WeightFile, hub: Path) -> tuple[str, Path] | None:
+    """(layout path, cached file) of the file in the hub cache, offline: any of its candidates at the publisher's
+    pinned revision first, else at `main` (`huggingface_hub.try_to_load_from_cache`); `verify` refuses a file
+    found at another revision than the pinned one unless its library's md5 confirms it (`stray_revision`)."""
     if file.repo is None:
         return None
-    for path in file.candidates:
-        for revision in dict.fromkeys((file.revision, None)):
-            hit = try_to_load_from_cache(file.repo, repo_path(file, path), cache_dir=hub, revision=revision)
-            if isinstance(hit, str):
-                return path, Path(hit)
+    for revision in dict.fromkeys((file.revision, None)):
+        for path in file.candidates:
+            hit = _cached(file.repo, repo_path(file, path), hub, revision)
+            if hit is not None:
+                return path, hit
     return None
 
 
 def hub_view(hub: Path) -> Path:
     """`$CXRBENCH_HOME/hub-views/<digest of the cache's path>/`: links in the weights layout to the files the hub
-    cache holds (refreshed on each call), next to the view's own SHA256SUMS and a SOURCE file naming the cache."""
+    cache holds (refreshed on each call; `radgraph-xl/` to its unpacked archive), next to the view's own
+    SHA256SUMS and a SOURCE file naming the cache."""
     hub = hub.resolve()
     view = cxrbench_home() / "hub-views" / hashlib.sha256(str(hub).encode("utf-8")).hexdigest()[:16]
     try:
@@ -193,6 +213,7 @@ def hub_view(hub: Path) -> Path:
                     _link(view / path, found[1])
                 elif (view / path).is_symlink():
                     (view / path).unlink(missing_ok=True)
+        _link_radgraph(view, hub)
     except OSError as exc:
         raise WeightsError(f"cannot write the view of hub cache {hub} at {view}: {exc.strerror or exc}") from None
     return view
@@ -207,23 +228,170 @@ def _link(link: Path, target: Path) -> None:
     os.replace(temporary, link)
 
 
+def view_source(root: Path) -> Path | None:
+    """The hub cache a view (`hub_view`) shows, or None for a layout folder."""
+    source = root / "SOURCE"
+    return Path(source.read_text(encoding="utf-8").strip()) if source.is_file() else None
+
+
+def _link_radgraph(view: Path, hub: Path) -> None:
+    """Point `<view>/radgraph-xl` at RadGraph-XL's archive from the hub cache, unpacked (`unpack_archive`); drop
+    the link when the cache has no archive."""
+    archive = _cached(RADGRAPH_REPO, RADGRAPH_ARCHIVE, hub)
+    folder = unpack_archive(archive) if archive is not None else None
+    if folder is not None:
+        _link(view / RADGRAPH_MODEL, folder / RADGRAPH_MODEL)
+    elif (view / RADGRAPH_MODEL).is_symlink():
+        (view / RADGRAPH_MODEL).unlink()
+
+
+def extract_archive(archive: Path, target: Path) -> None:
+    """Unpack a tar archive into `target` as the radgraph package does, with tarfile's `data` filter (a member
+    leaving the folder, a link or a device is refused)."""
+    try:
+        with tarfile.open(archive) as tar:
+            tar.extractall(target, filter="data")
+    except (tarfile.TarError, OSError) as exc:
+        raise WeightsError(f"cannot unpack {archive}: {exc}") from exc
+
+
+def unpack_archive(archive: Path) -> Path | None:
+    """`$CXRBENCH_HOME/hub-archives/<sha256>/`: RadGraph-XL's archive from a hub cache, unpacked into
+    `radgraph-xl/` once its sha256 matches the one the hub names its blob by, with the members' sha256 in the
+    folder's SHA256SUMS (their published hashes: `archive_hash`) and the archive's path in SOURCE. None where the
+    cache keeps no blob name to check it by (a cache without links)."""
+    digest = hub_sha256(archive)
+    if digest is None:
+        return None
+    folder = cxrbench_home() / ARCHIVES / digest
+    if (folder / PIN_FILE).is_file():
+        return folder
+    actual = sha256_file(archive)
+    if actual != digest:
+        raise WeightsError(
+            f"{archive} is corrupt: sha256 {actual[:16]}... is not the {digest[:16]}... the hub published; delete it "
+            f"from the hub cache and fetch it again (`cxrbench weights fetch radgraph`)"
+        )
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    stage = Path(tempfile.mkdtemp(prefix=".unpack-", dir=folder.parent))
+    try:
+        extract_archive(archive, stage / RADGRAPH_MODEL)
+        members = sorted(p for p in stage.rglob("*") if p.is_file())
+        (stage / "SOURCE").write_text(f"{archive}\n", encoding="utf-8")
+        write_pins(stage, {p.relative_to(stage).as_posix(): sha256_file(p) for p in members})
+        os.rename(stage, folder)
+    except OSError:
+        if not (folder / PIN_FILE).is_file():  # not another process that unpacked it meanwhile
+            raise
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return folder
+
+
+def _archive_folder(path: Path) -> Path | None:
+    """The `unpack_archive` folder `path` lies in (links followed), or None."""
+    archives, resolved = (cxrbench_home() / ARCHIVES).resolve(), path.resolve()
+    return archives / resolved.relative_to(archives).parts[0] if archives in resolved.parents else None
+
+
+def archive_hash(path: Path) -> str | None:
+    """The sha256 recorded for a file unpacked by `unpack_archive` from an archive the hub published, else None."""
+    folder = _archive_folder(path)
+    return pinned_hashes(folder).get(path.resolve().relative_to(folder).as_posix()) if folder else None
+
+
 def present(file: WeightFile, root: Path) -> str | None:
     """The layout path (of the file's candidates) that exists under `root`, or None."""
     return next((path for path in file.candidates if (root / path).is_file()), None)
 
 
-def found_where(root: Path, path: str) -> str:
-    """Where `<root>/<path>` really lies: the file itself, or the hub repo, revision and file it links to."""
-    target = root / path
-    if not target.is_symlink():
-        return str(target)
-    link = Path(os.readlink(target))
+def _hub_label(link: Path) -> str | None:
+    """`hub <repo>@<commit>` for a path inside a hub cache's snapshot, else None."""
     parts = link.parts
-    if "snapshots" in parts:
-        at = parts.index("snapshots")
-        repo = parts[at - 1].removeprefix("models--").replace("--", "/")
-        return f"hub {repo}@{parts[at + 1][:12]}: {link}"
-    return f"{target} -> {link}"
+    if "snapshots" not in parts:
+        return None
+    at = parts.index("snapshots")
+    return f"hub {parts[at - 1].removeprefix('models--').replace('--', '/')}@{parts[at + 1][:12]}"
+
+
+def found_where(root: Path, path: str) -> str:
+    """Where `<root>/<path>` really lies: the file itself, the hub repo, revision and file it links to, or the
+    hub archive it was unpacked from."""
+    target = root / path
+    if target.is_symlink():
+        link = Path(os.readlink(target))
+        label = _hub_label(link)
+        return f"{label}: {link}" if label else f"{target} -> {link}"
+    folder = _archive_folder(target)
+    if folder is not None:
+        archive = Path((folder / "SOURCE").read_text(encoding="utf-8").strip())
+        return f"{_hub_label(archive) or archive}: {archive.name}, unpacked at {target.resolve()}"
+    return str(target)
+
+
+def stray_revision(file: WeightFile, root: Path, path: str) -> str | None:
+    """The revision a hub cache served `<root>/<path>` at (`main (commit 0123abcd...)`) when the file's publisher
+    pins another one (`WeightFile.revision`) whose ref does not name that commit; None otherwise."""
+    target = root / path
+    if file.revision is None or not target.is_symlink():
+        return None
+    link = Path(os.readlink(target))
+    if "snapshots" not in link.parts:
+        return None
+    at = link.parts.index("snapshots")
+    refs, commit = Path(*link.parts[:at], "refs"), link.parts[at + 1]
+    named = sorted(r.relative_to(refs).as_posix() for r in refs.rglob("*") if r.is_file() and _ref(r) == commit)
+    if commit == file.revision or file.revision in named:
+        return None
+    return f"{', '.join(named) or 'no named revision'} (commit {commit[:12]})"
+
+
+def _ref(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def library_md5(file: WeightFile) -> str | None:
+    """The md5 hi-ml-multimodal checks its image checkpoint against (`health_multimodal.image.model.pretrained`),
+    for the BioViL and BioViL-T image checkpoints; None for other files or without the library."""
+    if file.family not in ("biovil", "biovil-t"):
+        return None
+    try:
+        with warnings.catch_warnings():  # the library imports timm.models.layers, which timm deprecated
+            warnings.simplefilter("ignore", FutureWarning)
+            from health_multimodal.image.model import pretrained as hi_ml
+    except ImportError:
+        return None
+    return {
+        hi_ml.BIOVIL_IMAGE_WEIGHTS_NAME: hi_ml.BIOVIL_IMAGE_WEIGHTS_MD5,
+        hi_ml.BIOVIL_T_IMAGE_WEIGHTS_NAME: hi_ml.BIOVIL_T_IMAGE_WEIGHTS_MD5,
+    }.get(file.path)
+
+
+def md5_file(path: Path) -> str:
+    digest = hashlib.md5(usedforsecurity=False)
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 22), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def unconfirmed_revision(file: WeightFile, root: Path, path: str) -> str | None:
+    """Why `<root>/<path>` is not known to be the file at its pinned revision (`stray_revision`, and no md5 of
+    its library confirms it), or None."""
+    stray = stray_revision(file, root, path)
+    if stray is None:
+        return None
+    md5 = library_md5(file)
+    if md5 is not None and md5_file(root / path) == md5:
+        return None
+    return (
+        f"{root / path} is {file.repo}'s file at {stray} in the hub cache {view_source(root) or root}, not at the "
+        f"pinned revision {file.revision}, and "
+        + (f"its md5 is not hi-ml-multimodal's {md5}" if md5 else "nothing confirms it is the same file")
+    )
 
 
 def files_of(family: str) -> list[WeightFile]:
@@ -269,8 +437,9 @@ def hub_sha256(path: Path) -> str | None:
 
 
 def published_hash(file: WeightFile, root: Path, path: str) -> str | None:
-    """The sha256 its publisher gives: the table's, else the hub's for a Git LFS file read from a hub cache."""
-    return file.sha256 or hub_sha256(root / path)
+    """The sha256 its publisher gives: the table's, else the hub's for a Git LFS file read from a hub cache, or for
+    a file unpacked from an archive the hub published."""
+    return file.sha256 or hub_sha256(root / path) or archive_hash(root / path)
 
 
 def recorded_hash(file: WeightFile, root: Path, path: str | None = None) -> str | None:
@@ -289,6 +458,14 @@ def verify(file: WeightFile, root: Path, allow_unverified: bool = False) -> Path
             f"Fetch it with `cxrbench weights fetch {file.family}`, or pass --weights DIR or set CXRBENCH_HOME."
         )
     path = root / found
+    unconfirmed = unconfirmed_revision(file, root, found)
+    if unconfirmed is not None:
+        if not allow_unverified:
+            raise WeightsError(
+                f"{unconfirmed}; fetch revision {file.revision} with `cxrbench weights fetch {file.family}`, or "
+                "pass --allow-unverified-weights to use this file"
+            )
+        warnings.warn(f"{unconfirmed}; used as --allow-unverified-weights asks", stacklevel=2)
     expected = recorded_hash(file, root, found)
     if expected is None:
         if allow_unverified:
@@ -325,7 +502,9 @@ def pin(root: Path, files: Sequence[WeightFile] = WEIGHT_FILES) -> list[PinChang
     changed: dict[str, str] = {}  # path -> what changed
     for file in files:
         path = present(file, root)
-        if path is not None and published_hash(file, root, path) is None:  # a published hash needs no pin
+        if path is None or unconfirmed_revision(file, root, path) is not None:  # never approved by a pin
+            continue
+        if published_hash(file, root, path) is None:  # a published hash needs no pin
             digest, old = sha256_file(root / path), pins.get(path)
             if old is None:
                 new.append(PinChange(path, None, digest))
@@ -375,8 +554,11 @@ def status(root: Path) -> list[dict[str, str]]:
     for file in WEIGHT_FILES:
         path = present(file, root)
         expected = recorded_hash(file, root, path) if path else file.sha256
+        stray = stray_revision(file, root, path) if path else None
         if path is None:
             state = "missing"
+        elif stray is not None and unconfirmed_revision(file, root, path) is not None:
+            state = f"at {stray}, not the pinned {file.revision}: unverified"
         elif expected is None:
             state = "present, no recorded sha256 (pin it)"
         else:

@@ -6,8 +6,13 @@ weights layout, then hash them and record their pins and provenance (docs/weight
   files cxrbench reads, through the user's hub cache (so `HF_HUB_OFFLINE=1` resolves from it). The BioViL image
   checkpoints come from the repository, revision and file hi-ml-multimodal's own download uses
   (`health_multimodal.image.model.pretrained`), and at that revision must match the library's md5.
-- The MONAI bundle `cxr_image_synthesis_latent_diffusion_model`: `monai.bundle.download` (its default source, or
-  `url=` for a copy of the bundle's zip).
+- The MONAI bundle `cxr_image_synthesis_latent_diffusion_model`: `monai.bundle.download` at the version cxrbench
+  pins (`LDM_BUNDLE_VERSION`; `--revision` for another), from its default source or `url=` for a copy of the
+  bundle's zip; the bundle's `metadata.json` must name that version.
+- RadGraph-XL's archive, unpacked into `radgraph-xl/` as the radgraph package unpacks it.
+
+PROVENANCE.json records, per file, the revision it was resolved at, the one cxrbench pins and, where `--revision`
+asked for another, that one.
 
 Everything lands in a temporary folder inside the weights folder first; files are moved into place only once
 every download of the family succeeded and every file hashed, and pins are written last, so a failed or partial
@@ -16,12 +21,9 @@ fetch leaves nothing that verifies. A pinned file whose content changed is refus
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
-import tarfile
 import tempfile
-import warnings
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -32,12 +34,17 @@ from cxrbench.hashing import sha256_file
 from cxrbench.weights import (
     FAMILIES,
     LDM_BUNDLE,
+    LDM_BUNDLE_VERSION,
     PIN_FILE,
     RADGRAPH_ARCHIVE,
+    RADGRAPH_MODEL,
     RADGRAPH_REPO,
     WeightFile,
+    extract_archive,
     files_of,
     hub_cache,
+    library_md5,
+    md5_file,
     pinned_hashes,
     repo_path,
     write_pins,
@@ -49,12 +56,15 @@ _STAGING = ".fetch-"
 
 @dataclass(frozen=True)
 class Fetched:
-    """One file placed in the layout: where it came from (source, repo or bundle, resolved revision) and its hash."""
+    """One file placed in the layout: where it came from (source, repo or bundle, resolved revision), its hash,
+    the revision cxrbench pins for its source (None: main) and the one `--revision` asked for (None: the pin)."""
 
     path: str
     source: str
     revision: str
     sha256: str
+    pinned: str | None = None
+    requested: str | None = None
 
 
 def offline_error(family: str, root: Path, exc: BaseException) -> WeightsError:
@@ -73,9 +83,10 @@ def _hub_snapshot(repo: str, patterns: list[str], revision: str | None, cache: P
     return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, cache_dir=cache))
 
 
-def _hub_files(files: Sequence[WeightFile], revision: str | None, cache: Path | None, stage: Path) -> list[Fetched]:
+def _hub_files(files: Sequence[WeightFile], requested: str | None, cache: Path | None, stage: Path) -> list[Fetched]:
     """Copy the files of one Hugging Face repo (a stand-in where the preferred file is absent) into `stage`."""
-    repo, revision = files[0].repo, revision or files[0].revision
+    repo, pinned = files[0].repo, files[0].revision
+    revision = requested or pinned
     assert repo is not None
     patterns = sorted({repo_path(f, c) for f in files for c in f.candidates})
     snapshot = _hub_snapshot(repo, patterns, revision, cache)
@@ -87,69 +98,68 @@ def _hub_files(files: Sequence[WeightFile], revision: str | None, cache: Path | 
         target = stage / found
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(snapshot / repo_path(file, found), target)
-        fetched.append(Fetched(found, f"Hugging Face {repo}", snapshot.name, sha256_file(target)))
-    _check_library_md5(files[0].family, revision, stage)
+        _check_library_md5(file, revision, target)
+        source = f"Hugging Face {repo}"
+        fetched.append(Fetched(found, source, snapshot.name, sha256_file(target), pinned, requested))
     return fetched
 
 
-def _check_library_md5(family: str, revision: str | None, stage: Path) -> None:
+def _check_library_md5(file: WeightFile, revision: str | None, path: Path) -> None:
     """At hi-ml-multimodal's own revision, its image checkpoint must have the md5 the library checks."""
-    if family not in ("biovil", "biovil-t"):
-        return
-    with warnings.catch_warnings():  # the library imports timm.models.layers, which timm deprecated
-        warnings.simplefilter("ignore", FutureWarning)
-        from health_multimodal.image.model import pretrained as hi_ml
-
-    name, tag, md5 = {
-        "biovil": (hi_ml.BIOVIL_IMAGE_WEIGHTS_NAME, hi_ml.CXR_BERT_COMMIT_TAG, hi_ml.BIOVIL_IMAGE_WEIGHTS_MD5),
-        "biovil-t": (hi_ml.BIOVIL_T_IMAGE_WEIGHTS_NAME, hi_ml.BIOVIL_T_COMMIT_TAG, hi_ml.BIOVIL_T_IMAGE_WEIGHTS_MD5),
-    }[family]
-    if revision == tag:
-        actual = hashlib.md5((stage / name).read_bytes(), usedforsecurity=False).hexdigest()
-        if actual != md5:
-            raise WeightsError(
-                f"{name} at revision {tag} has md5 {actual}, not the {md5} hi-ml-multimodal checks; nothing was placed"
-            )
+    md5 = library_md5(file)
+    if md5 is not None and revision == file.revision and (actual := md5_file(path)) != md5:
+        raise WeightsError(
+            f"{file.path} at revision {revision} has md5 {actual}, not the {md5} hi-ml-multimodal checks; "
+            "nothing was placed"
+        )
 
 
-def _bundle_files(revision: str | None, url: str | None, stage: Path) -> list[Fetched]:
-    """The bundle's inference config and checkpoints, downloaded by `monai.bundle.download` into `stage`."""
+def _bundle_files(requested: str | None, url: str | None, stage: Path) -> list[Fetched]:
+    """The bundle's inference config and checkpoints, downloaded by `monai.bundle.download` into `stage`, at the
+    version cxrbench pins or the one `--revision` asked for, which its metadata.json must name."""
     from monai.bundle import download
 
+    version, origin = requested or LDM_BUNDLE_VERSION, url or f"MONAI bundle {LDM_BUNDLE}"
     folder = stage / ".bundle"
-    download(name=LDM_BUNDLE, version=revision, bundle_dir=str(folder), url=url, progress=True)
+    download(name=LDM_BUNDLE, version=version, bundle_dir=str(folder), url=url, progress=True)
     metadata = folder / LDM_BUNDLE / "configs" / "metadata.json"
-    version = json.loads(metadata.read_text(encoding="utf-8")).get("version", "") if metadata.is_file() else ""
+    try:
+        found = str(json.loads(metadata.read_text(encoding="utf-8")).get("version", "no version"))
+    except (OSError, ValueError, AttributeError):
+        found = "unknown (its configs/metadata.json is missing or not a JSON object)"
+    if found != version:
+        raise WeightsError(
+            f"the {LDM_BUNDLE} bundle from {origin} is version {found}, not "
+            + (f"the {version} --revision asked for" if requested else f"{version}, the one cxrbench supports")
+            + "; nothing was placed. Pass --revision VERSION to fetch another version (recorded as such)"
+        )
     fetched = []
     for file in (f for f in files_of("ldm") if f.path.startswith(f"{LDM_BUNDLE}/")):
         source = folder / file.path
         if not source.is_file():
             raise WeightsError(
-                f"the {LDM_BUNDLE} bundle from {url or 'MONAI'} has no {file.path.split('/', 1)[1]} "
+                f"the {LDM_BUNDLE} bundle from {origin} has no {file.path.split('/', 1)[1]} "
                 "(its large_files.yml lists where the checkpoints are published); nothing was placed"
             )
         (stage / file.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(source, stage / file.path)
-        fetched.append(Fetched(file.path, url or f"MONAI bundle {LDM_BUNDLE}", version, sha256_file(stage / file.path)))
+        digest = sha256_file(stage / file.path)
+        fetched.append(Fetched(file.path, origin, found, digest, LDM_BUNDLE_VERSION, requested))
     shutil.rmtree(folder)
     return fetched
 
 
-def _radgraph_files(revision: str | None, cache: Path | None, stage: Path) -> list[Fetched]:
-    """RadGraph-XL's archive from its Hugging Face repo, unpacked (tarfile's `data` filter) into `stage`."""
-    snapshot = _hub_snapshot(RADGRAPH_REPO, [RADGRAPH_ARCHIVE], revision, cache)
-    try:
-        with tarfile.open(snapshot / RADGRAPH_ARCHIVE) as archive:
-            archive.extractall(stage, filter="data")
-    except (tarfile.TarError, OSError) as exc:
-        raise WeightsError(f"cannot unpack {snapshot / RADGRAPH_ARCHIVE}: {exc}") from exc
+def _radgraph_files(requested: str | None, cache: Path | None, stage: Path) -> list[Fetched]:
+    """RadGraph-XL's archive from its Hugging Face repo, unpacked into `stage/radgraph-xl/` as the radgraph
+    package unpacks it (`weights.extract_archive`)."""
+    snapshot = _hub_snapshot(RADGRAPH_REPO, [RADGRAPH_ARCHIVE], requested, cache)
+    extract_archive(snapshot / RADGRAPH_ARCHIVE, stage / RADGRAPH_MODEL)
     fetched = []
     for file in files_of("radgraph"):
         if not (stage / file.path).is_file():
             raise WeightsError(f"{RADGRAPH_ARCHIVE} from {RADGRAPH_REPO} holds no {file.path}; nothing was placed")
-        fetched.append(
-            Fetched(file.path, f"Hugging Face {RADGRAPH_REPO}", snapshot.name, sha256_file(stage / file.path))
-        )
+        source, digest = f"Hugging Face {RADGRAPH_REPO}", sha256_file(stage / file.path)
+        fetched.append(Fetched(file.path, source, snapshot.name, digest, None, requested))
     return fetched
 
 
@@ -161,7 +171,7 @@ def _download(family: str, revision: str | None, cache: Path | None, url: str | 
         return _radgraph_files(revision, cache, stage)
     fetched = []
     if family == "ldm":
-        fetched += _bundle_files(revision if url is None else None, url, stage)
+        fetched += _bundle_files(revision, url, stage)
         revision = None
     repos: dict[str, list[WeightFile]] = {}
     for file in files_of(family):
@@ -200,7 +210,14 @@ def _write_provenance(root: Path, fetched: Iterable[Fetched]) -> None:
         raise WeightsError(f"cannot read {path}: {exc}; move it away and fetch again") from None
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for f in fetched:
-        records[f.path] = {"source": f.source, "revision": f.revision, "sha256": f.sha256, "fetched": when}
+        records[f.path] = {
+            "source": f.source,
+            "revision": f.revision,
+            "pinned_revision": f.pinned,
+            "requested_revision": f.requested,
+            "sha256": f.sha256,
+            "fetched": when,
+        }
     write_atomic(path, json.dumps(records, indent=2, sort_keys=True) + "\n")
 
 

@@ -1,4 +1,5 @@
-"""Anatomy from RadGraph-XL entities (the `radgraph` package, weights from a local folder); docs/anatomy.md, section 3.
+"""Anatomy from RadGraph-XL entities (the `radgraph` package, its weights found and verified as every family's:
+docs/weights.md); docs/anatomy.md, section 3.
 
 RadGraph labels anatomy and observations ("definitely present", "uncertain", "definitely absent"), links an
 observation to its anatomy with `located_at` and to the observation it suggests with `suggestive_of`; modifiers
@@ -20,13 +21,13 @@ from typing import Any
 from cxrbench.anatomy.rules import merge_locations, pathologies_named, phrase_locations
 from cxrbench.anatomy.vocabulary import PATHOLOGIES
 from cxrbench.errors import CxrbenchError, WeightsError
-from cxrbench.weights import files_of, load_state_dict, verify
+from cxrbench.weights import RADGRAPH_MODEL as MODEL
+from cxrbench.weights import files_of, load_state_dict, verify, view_source, weights_root
 
-MODEL = "radgraph-xl"
 SOURCE = (
-    "radgraph-xl.tar.gz from the Hugging Face repository StanfordAIMI/RRG_scorers, unpacked into <weights>/radgraph-xl/"
+    "radgraph-xl.tar.gz from the Hugging Face repository StanfordAIMI/RRG_scorers, unpacked into "
+    "<weights>/radgraph-xl/ (`cxrbench weights fetch radgraph`)"
 )
-REQUIRED = ("config.json", "weights.th", "vocabulary")
 ANATOMY = "Anatomy::definitely present"
 # Observations that count: present, or uncertain as the rule extractor counts hedged findings ("may represent").
 OBSERVATIONS = ("Observation::definitely present", "Observation::uncertain")
@@ -78,20 +79,26 @@ def graph_findings(graph: dict[str, Any], pathologies: Iterable[str] = PATHOLOGI
     return {p: ["cardiomegaly"] if p == "Cardiomegaly" else merge_locations(locs) for p, locs in found.items()}
 
 
+def radgraph_weights(weights: str | Path | None) -> Path:
+    """The weights root holding a verified `radgraph-xl/` (`weights_root`: a layout folder, or a hub cache's view
+    with the archive unpacked): config.json and weights.th match their recorded sha256 and weights.th unpickles
+    with `torch.load(weights_only=True)` to a mapping of names to tensors before the radgraph package reads them
+    (radgraph 0.1.18 itself calls a plain `torch.load` when CUDA is available)."""
+    root = weights_root(weights)
+    files = {f.path: f for f in files_of("radgraph")}
+    verify(files[f"{MODEL}/config.json"], root)
+    load_state_dict(files[f"{MODEL}/weights.th"], root)
+    if not (root / MODEL / "vocabulary").is_dir():
+        raise WeightsError(f"RadGraph-XL weights missing: {root / MODEL / 'vocabulary'}; they come from {SOURCE}")
+    return root
+
+
 class RadGraphExtractor:
-    """RadGraph-XL read from `<weights>/radgraph-xl/` (and its tokenizer from `<weights>/tokenizer/`), offline,
-    once its files match their recorded sha256 (`cxrbench weights --pin`; docs/reliability.md, "Weights")."""
+    """RadGraph-XL read offline from `<weights>/radgraph-xl/` (`radgraph_weights`), its tokenizer from
+    `<weights>/tokenizer/` (a hub cache's view: from that cache)."""
 
     def __init__(self, weights: str | Path | None):
-        if weights is None:
-            raise WeightsError(f"the radgraph extractor needs --weights DIR holding {SOURCE}")
-        folder = Path(weights) / MODEL
-        missing = [name for name in REQUIRED if not (folder / name).exists()]
-        if missing:
-            raise WeightsError(
-                f"RadGraph-XL weights missing: {', '.join(str(folder / m) for m in missing)}; they come from {SOURCE}"
-            )
-        self._check_weights(Path(weights))
+        root = radgraph_weights(weights)
         try:
             from radgraph import RadGraph
         except ImportError as exc:
@@ -100,18 +107,8 @@ class RadGraphExtractor:
             ) from exc
         os.environ["HF_HUB_OFFLINE"] = "1"  # never download at run time
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        self.model = RadGraph(
-            model_type=MODEL, model_cache_dir=str(Path(weights)), tokenizer_cache_dir=str(Path(weights) / "tokenizer")
-        )
-
-    @staticmethod
-    def _check_weights(root: Path) -> None:
-        """Verify config.json and weights.th against their recorded sha256 and unpickle weights.th with
-        `torch.load(weights_only=True)` (a mapping of names to tensors) before the radgraph package reads them:
-        radgraph 0.1.18 itself calls a plain `torch.load` when CUDA is available."""
-        files = {f.path: f for f in files_of("radgraph")}
-        verify(files[f"{MODEL}/config.json"], root)
-        load_state_dict(files[f"{MODEL}/weights.th"], root)
+        tokenizer = view_source(root) or root / "tokenizer"
+        self.model = RadGraph(model_type=MODEL, model_cache_dir=str(root), tokenizer_cache_dir=str(tokenizer))
 
     def findings(self, sentence: str, pathologies: Iterable[str] = PATHOLOGIES) -> dict[str, list[str]]:
         output = self.model([sentence])

@@ -43,7 +43,7 @@ def weights(ctx: click.Context, weights: Path | None, pin: bool, repin: tuple[st
     if pin:
         recorded = registry.pin(root)
         click.echo(f"recorded {len(recorded)} new hash(es) in {root / registry.PIN_FILE}", err=True)
-    source = (root / "SOURCE").read_text(encoding="utf-8").strip() if (root / "SOURCE").is_file() else ""
+    source = registry.view_source(root)
     click.echo(f"weights folder: {root}" + ("" if root.is_dir() else " (does not exist yet)"))
     if source:
         click.echo(f"  (a view of the Hugging Face hub cache {source})")
@@ -62,8 +62,9 @@ def weights(ctx: click.Context, weights: Path | None, pin: bool, repin: tuple[st
 )
 @click.option(
     "--revision",
-    help="Revision of the family's Hugging Face repo, or the LDM bundle's version "
-    "(default: the publisher's pin, else main).",
+    help="Revision of the family's Hugging Face repo, or the LDM bundle's version (default: the revision "
+    "cxrbench pins: hi-ml-multimodal's for biovil/biovil-t, the supported bundle version for ldm, else main); "
+    "recorded in PROVENANCE.json.",
 )
 @click.option(
     "--hub-cache",

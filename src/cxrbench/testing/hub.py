@@ -5,7 +5,9 @@ holding relative links to the blobs, and `refs/<revision>` holding the commit ha
 from __future__ import annotations
 
 import hashlib
+import io
 import os
+import tarfile
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -47,3 +49,14 @@ def publish_folder(cache: Path, repo: str, folder: Path, prefix: str = "", **kwa
         prefix + p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
     }
     return write_hub_repo(cache, repo, files, **kwargs)
+
+
+def tar_gz(members: Mapping[str, bytes]) -> bytes:
+    """A gzipped tar archive of `members` ({member name: bytes}), as RadGraph's `radgraph-xl.tar.gz` is published."""
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as archive:
+        for name, content in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(content)
+            archive.addfile(info, io.BytesIO(content))
+    return buffer.getvalue()
