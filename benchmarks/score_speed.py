@@ -8,6 +8,7 @@
    - previous full frame: `to_image_frame` + `score_pair` as of commit e030165 (before issue 19 item 2),
      loaded from git (skipped outside a git checkout);
    - full frame: `to_image_frame` + `score_pair` now (docs/protocol.md section 9);
+   - previous weighted: `score_square` as of commit 562616e (before its single radix sort), loaded from git;
    - weighted: `score_square` on the map's own grid (nearest maps only, docs/protocol.md section 8);
    - torch (CPU): `to_image_frame` + `torch_scorer.score_frame` on CPU tensors (when torch is installed).
    Each path's per-pair time is the minimum over --repeats rounds (the paths interleaved in each round) of its
@@ -47,6 +48,7 @@ from cxrbench.types import Box
 HEIGHT, WIDTH = 3056, 2544  # MIMIC-CXR
 MS_CXR_PAIRS = 1153
 PREVIOUS = "e030165"  # the full-frame scorer before issue 19 item 2
+PREVIOUS_WEIGHTED = "562616e"  # the weighted scorer before its single radix sort
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -92,27 +94,45 @@ def reference_scores(frame: np.ndarray, boxes: list[Box], protocol: str) -> dict
     }
 
 
+def _git_module(commit: str, name: str, renames: dict[str, str] | None = None) -> types.ModuleType | None:
+    """src/cxrbench/benchmark/<name>.py as of `commit`, loaded from git as module `previous_<commit>_<name>`
+    (its imports of `renames`' keys go to their values); None outside a git checkout."""
+    try:
+        source = subprocess.run(
+            ["git", "show", f"{commit}:src/cxrbench/benchmark/{name}.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    for old, new in (renames or {}).items():
+        source = source.replace(f"from {old} import", f"from {new} import")
+    module = types.ModuleType(f"previous_{commit}_{name}")
+    sys.modules[module.__name__] = module  # dataclasses look their module up
+    exec(compile(source, f"{commit}:{name}.py", "exec"), module.__dict__)
+    return module
+
+
 def previous_scorer() -> Callable | None:
     """`to_image_frame` + `score_pair` as of commit PREVIOUS, loaded from git; None outside a git checkout."""
-    modules = {}
-    for name in ("protocol", "metrics"):
-        try:
-            source = subprocess.run(
-                ["git", "show", f"{PREVIOUS}:src/cxrbench/benchmark/{name}.py"],
-                cwd=ROOT,
-                capture_output=True,
-                text=True,
-                check=True,
-            ).stdout
-        except (OSError, subprocess.CalledProcessError):
-            return None
-        module = types.ModuleType(f"previous_{name}")
-        sys.modules[module.__name__] = module  # dataclasses look their module up
-        exec(compile(source, f"{PREVIOUS}:{name}.py", "exec"), module.__dict__)
-        modules[name] = module
-    frame, pair = modules["protocol"].to_image_frame, modules["metrics"].score_pair
-    return lambda heatmap, boxes, interpolation, protocol: pair(
-        frame(heatmap, HEIGHT, WIDTH, interpolation, protocol), boxes, protocol=protocol
+    protocol, metrics = _git_module(PREVIOUS, "protocol"), _git_module(PREVIOUS, "metrics")
+    if protocol is None or metrics is None:
+        return None
+    return lambda heatmap, boxes, interpolation, protocol_name: metrics.score_pair(
+        protocol.to_image_frame(heatmap, HEIGHT, WIDTH, interpolation, protocol_name), boxes, protocol=protocol_name
+    )
+
+
+def previous_weighted() -> Callable | None:
+    """`score_square` as of commit PREVIOUS_WEIGHTED (with that commit's metrics), loaded from git."""
+    metrics = _git_module(PREVIOUS_WEIGHTED, "metrics")
+    if metrics is None:
+        return None
+    weighted = _git_module(PREVIOUS_WEIGHTED, "weighted", {"cxrbench.benchmark.metrics": metrics.__name__})
+    return lambda heatmap, boxes, interpolation, protocol: weighted.score_square(
+        heatmap, HEIGHT, WIDTH, boxes, interpolation, protocol=protocol
     )
 
 
@@ -139,13 +159,14 @@ def scoring_paths(interpolation: str) -> dict[str, Callable]:
         "full frame": lambda heatmap, boxes, interpolation, protocol: score_pair(
             to_image_frame(heatmap, HEIGHT, WIDTH, interpolation, protocol), boxes, protocol=protocol
         ),
+        "previous weighted": previous_weighted(),
         "weighted": lambda heatmap, boxes, interpolation, protocol: score_square(
             heatmap, HEIGHT, WIDTH, boxes, interpolation, protocol=protocol
         ),
         "torch (CPU)": torch_scorer(),
     }
-    if interpolation != "nearest":
-        del paths["weighted"]  # score_square would build the frame: the full-frame path
+    if interpolation != "nearest":  # score_square would build the frame: the full-frame path
+        del paths["previous weighted"], paths["weighted"]
     missing = [name for name, path in paths.items() if path is None]
     if missing:
         print(f"  (not timed: {', '.join(missing)}: no git checkout or no torch)")
@@ -183,6 +204,7 @@ def time_per_pair(n_pairs: int, repeats: int, interpolation: str, protocol: str)
                 worst[name] = max(worst[name], *diffs)
     for name in paths:
         baselines = [o for o in ("reference", "previous full frame") if o in paths and name not in (o, "reference")]
+        baselines += ["previous weighted"] if name == "weighted" and "previous weighted" in paths else []
         speed = "".join(f", {cpu[other] / cpu[name]:.1f}x the {other}" for other in baselines)
         check = "" if name == "reference" else f"; max |difference| {worst[name]:.1e}"
         print(

@@ -30,6 +30,7 @@ def test_run_prints_the_table_and_writes_the_run(cli, tmp_path):
         (("run", "-m", "oracle-gaussian", "-d", "demo", "-o", "k"), "--option takes KEY=VALUE"),
         (("run", "-m", "fake-nan", "-d", "demo"), "pair demo-000 (image demo-image-000), method: heatmap of method"),
         (("run", "-m", "oracle-gaussian", "-d", "demo", "--limit", "0"), "Invalid value for '--limit'"),
+        (("run", "-m", "oracle-gaussian", "-d", "demo", "--score-device", ""), "Invalid value for '--score-device'"),
         (("table", "nowhere"), "runs folder nowhere does not exist"),
         (("run", "-m", "oracle-gaussian", "-d", "demo", "-O", "data_root=x"), "give the data root with --data-root"),
     ],

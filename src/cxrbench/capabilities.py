@@ -14,7 +14,12 @@ Optional attributes, checked here too: `frame` ("square", "full" = already H x W
 `interpolation` ("bilinear", "nearest") for resizing square maps, `cacheable` (False for methods cheaper to
 recompute than to read back), `bound` (True for a reference that is not a competitor, such as an oracle upper
 bound or an image-independent floor: tables set it apart and never mark it best; docs/results.md, "Tables"),
-`config()` (everything that changes the output: the cache key). `describe` checks a method once, when a run
+`config()` (everything that changes the output: the cache key), `share_work(folder)` (called once before any pair
+with `<out>/<dataset>/heatmaps/.shared/`, where a method may keep intermediate results that its other
+configurations reuse, keyed by everything that determines them and written atomically: the LDM's inversion
+trajectories, docs/ldm.md section 6), `uses_class_names` (True: `heatmaps` / `heatmap` also get the pairs' classes
+as `class_names=` / `class_name=`; for ablations that read the pathology's own tokens, never for a competitor, since
+the class is part of the ground truth; docs/ldm.md section 5). `describe` checks a method once, when a run
 starts, and the runner picks its path from the result.
 """
 
@@ -85,6 +90,7 @@ class MethodSpec:
     cacheable: bool
     batch_size: int
     bound: bool = False
+    class_names: bool = False
 
     @property
     def needs_image(self) -> bool:
@@ -123,5 +129,8 @@ def describe(method: Any) -> MethodSpec:
     bound = getattr(method, "bound", False)
     if not isinstance(bound, bool):
         raise MethodContractError(f"{label}: bound must be True or False, not {bound!r}")
+    class_names = getattr(method, "uses_class_names", False)
+    if not isinstance(class_names, bool) or (class_names and found[0] not in ("batched", "image")):
+        raise MethodContractError(f"{label}: uses_class_names must be True or False, and True only with heatmap(s)")
     cacheable = bool(getattr(method, "cacheable", True))
-    return MethodSpec(name, found[0], frame, interpolation, cacheable, batch_size, bound)
+    return MethodSpec(name, found[0], frame, interpolation, cacheable, batch_size, bound, class_names)

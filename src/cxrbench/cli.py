@@ -10,7 +10,6 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 import click
 
@@ -18,10 +17,7 @@ from cxrbench import __version__
 from cxrbench.commands.breakdown import breakdown
 from cxrbench.commands.common import (
     emit,
-    execution_options,
     open_dataset,
-    parse_dataset_options,
-    parse_options,
     split_list,
     stored_runs,
     write_frame,
@@ -29,6 +25,7 @@ from cxrbench.commands.common import (
 from cxrbench.commands.figure import figure
 from cxrbench.commands.plot import plot
 from cxrbench.commands.report import report
+from cxrbench.commands.run import run
 from cxrbench.commands.sweep import sweep
 from cxrbench.commands.verify import verify
 from cxrbench.commands.weights import weights
@@ -44,127 +41,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
     """Phrase grounding on chest X-rays: run methods on datasets with one exact scoring protocol and
     bootstrap confidence intervals, then print paper-ready leaderboards."""
     ctx.obj = {"debug": debug}
-
-
-@cli.command()
-@click.option("--method", "-m", required=True, help="Method name (see `cxrbench list`).")
-@click.option("--dataset", "-d", required=True, help="Dataset name (see `cxrbench list`).")
-@click.option("--data-root", type=click.Path(path_type=Path), help="Folder holding the dataset's files.")
-@click.option("--weights", type=click.Path(path_type=Path), help="Folder with the method's weights.")
-@click.option("--checkpoint", type=click.Path(path_type=Path), help="Tuned checkpoint folder (ldm-tuned).")
-@click.option("--device", help="Torch device for model methods, e.g. cuda, cuda:1, cpu.")
-@click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Model dtype.")
-@click.option("--allow-unverified-weights", is_flag=True, help="Load weight files that have no recorded sha256.")
-@click.option("--option", "-o", "extra", multiple=True, metavar="KEY=VALUE", help="Method-specific option.")
-@click.option(
-    "--dataset-option",
-    "-O",
-    "dataset_extra",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="Dataset-specific option, e.g. lut=lut.json (vindr), split=test, extractor=radgraph.",
-)
-@click.option(
-    "--out",
-    type=click.Path(path_type=Path),
-    default=Path("runs"),
-    show_default=True,
-    help="Results go to OUT/<dataset>/<name>/ (docs/results.md).",
-)
-@click.option("--limit", type=click.IntRange(min=1), help="Score only the first N pairs.")
-@click.option(
-    "--protocol",
-    type=click.Choice(["cxrbench", "published"]),
-    default="cxrbench",
-    show_default=True,
-    help="Scoring protocol: cxrbench, or published (equal to the authors' evaluation code; docs/protocol.md).",
-)
-@click.option("--name", help="Store the run as runs/<dataset>/NAME (the table's column) instead of the method's name.")
-@click.option("--overwrite", is_flag=True, help="Replace a stored run of another identity in the run folder.")
-@click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Bootstrap seed.")
-@click.option(
-    "--n-resamples",
-    type=click.IntRange(min=100, max=1_000_000),
-    default=10_000,
-    show_default=True,
-    help="Bootstrap resamples.",
-)
-@click.option("--force", is_flag=True, help="Recompute heatmaps even when cached.")
-@click.option(
-    "--on-error",
-    type=click.Choice(["fail", "skip"]),
-    default="fail",
-    show_default=True,
-    help="skip: log a failing pair to errors.csv and go on.",
-)
-@click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
-@execution_options
-def run(
-    method: str,
-    dataset: str,
-    data_root: Path | None,
-    weights: Path | None,
-    checkpoint: Path | None,
-    device: str | None,
-    dtype: str | None,
-    allow_unverified_weights: bool,
-    extra: tuple[str, ...],
-    dataset_extra: tuple[str, ...],
-    out: Path,
-    limit: int | None,
-    protocol: str,
-    name: str | None,
-    overwrite: bool,
-    seed: int,
-    n_resamples: int,
-    force: bool,
-    on_error: str,
-    no_progress: bool,
-    execution: dict[str, Any],
-) -> None:
-    """Run METHOD on DATASET, cache heatmaps, score every pair and print the per-class table."""
-    from cxrbench.benchmark.runner import run_benchmark
-    from cxrbench.leaderboard.tables import build_leaderboard, default_metrics, to_markdown
-
-    method_options = {
-        "weights": weights,
-        "checkpoint": checkpoint,
-        "device": device,
-        "dtype": dtype,
-        "allow_unverified_weights": allow_unverified_weights or None,
-        **parse_options(extra),
-    }
-    result = run_benchmark(
-        method,
-        dataset,
-        data_root=str(data_root) if data_root else None,
-        method_options=method_options,
-        dataset_options=parse_dataset_options(dataset_extra),
-        out=out,
-        name=name,
-        protocol=protocol,  # type: ignore[arg-type]
-        limit=limit,
-        seed=seed,
-        n_resamples=n_resamples,
-        force=force,
-        overwrite=overwrite,
-        on_error=on_error,
-        progress=not no_progress,
-        **execution,
-    )
-    summary = result.summary
-    click.echo(to_markdown(build_leaderboard([summary], metrics=default_metrics(summary.protocol))), nl=False)
-    timings = summary.timings
-    cached = f"{timings['heatmaps_from_cache']} heatmaps from cache, " if summary.settings["cached"] else ""
-    click.echo(
-        f"{summary.n_scored} pairs scored, {summary.n_errors} errors, {cached}{timings['total_s']:.1f} s "
-        f"-> {result.run_dir}",
-        err=True,
-    )
-    for note in summary.notes:
-        click.echo(f"note: {note}", err=True)
-    if summary.n_errors:
-        click.echo(f"skipped pairs are listed in {result.run_dir / 'errors.csv'}", err=True)
 
 
 @cli.command()
@@ -527,7 +403,7 @@ def lut_show(lut_path: Path | None, output: Path) -> None:
     click.echo(f"wrote {draw_lut(load_lut(lut_path), output)}")
 
 
-for _command_module in (breakdown, figure, plot, report, sweep, weights):
+for _command_module in (breakdown, figure, plot, report, run, sweep, weights):
     cli.add_command(_command_module)
 datasets.add_command(verify)
 

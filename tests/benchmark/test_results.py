@@ -2,7 +2,9 @@
 
 import json
 import os
+import shutil
 import stat
+import subprocess
 
 import numpy as np
 import pandas as pd
@@ -10,6 +12,7 @@ import pytest
 
 from cxrbench.benchmark import store
 from cxrbench.benchmark.bootstrap import bootstrap_ci
+from cxrbench.benchmark.compare import read_scores
 from cxrbench.benchmark.runner import run_benchmark
 from cxrbench.benchmark.summary import RunSummary, SummaryError
 from cxrbench.errors import CxrbenchError, DataError, RunConflictError
@@ -535,3 +538,131 @@ def test_a_heatmaps_folder_that_is_not_a_cache_is_reported_not_searched(tmp_path
     (reason,) = found.skipped
     assert reason.startswith(f"{tmp_path / 'old' / store.HEATMAPS}: not searched for runs")
     assert "rename it" in reason
+
+
+def test_runs_in_symlinked_folders_are_found_each_once(tmp_path):
+    """Runs linked in from scratch space are listed; a run reached by two links, or a link back up to the runs
+    folder (a loop), is searched once."""
+    scratch = _run("center-gaussian", tmp_path / "scratch").run_dir
+    local = _run("oracle-gaussian", tmp_path / "runs").run_dir
+    (local.parent / "from-scratch").symlink_to(scratch, target_is_directory=True)
+    (tmp_path / "runs" / "scratch-copy").symlink_to(tmp_path / "scratch", target_is_directory=True)
+    (local.parent / "loop").symlink_to(tmp_path / "runs", target_is_directory=True)
+    found = store.find_runs(tmp_path / "runs")
+    assert sorted(r.name for r in found.runs) == ["center-gaussian", "oracle-gaussian"]
+    assert found.skipped == []
+    linked = next(r for r in found.runs if r.name == "center-gaussian")
+    assert linked.path.parent.resolve() == scratch.resolve() and linked.n_scored == 8
+    assert linked.path.is_relative_to(tmp_path / "runs")
+
+
+def test_result_links_are_relative_so_a_copy_keeping_links_is_its_own_run(tmp_path):
+    original = _run("center-gaussian", tmp_path / "runs").run_dir
+    before = _result_files(original)
+    links = [original / store._CURRENT, *(original / name for name in store.RESULT_FILES)]
+    assert all(link.is_symlink() and not os.path.isabs(os.readlink(link)) for link in links)
+    shutil.copytree(tmp_path / "runs", tmp_path / "copy", symlinks=True)  # as `cp -r` / `cp -a`
+    copy = tmp_path / "copy" / "demo" / "center-gaussian"
+    (found,) = store.find_runs(tmp_path / "copy").runs
+    assert found.path.parent == copy and _visible_set(copy) == (8, 8, 8)
+    _run("center-gaussian", tmp_path / "copy", limit=5, overwrite=True)
+    assert _visible_set(copy) == (5, 5, 5)
+    assert _result_files(original) == before and len(list((original / ".sets").iterdir())) == 1
+
+
+def _copy_following_links(src, dst):
+    """`cp -rL src dst`: every link replaced by a copy of what it points to. A set without errors has a dangling
+    errors.csv link, which cp names and leaves out (exit status 1)."""
+    done = subprocess.run(["cp", "-rL", str(src), str(dst)], capture_output=True, text=True, check=False)
+    problems = [line for line in done.stderr.splitlines() if f"{store.ERRORS}'" not in line]
+    assert done.returncode in (0, 1) and not problems, done.stderr
+
+
+def test_a_copy_that_followed_the_links_is_read_as_it_is(tmp_path):
+    original = _run("center-gaussian", tmp_path / "runs", limit=None).run_dir
+    _copy_following_links(tmp_path / "runs", tmp_path / "copy")
+    copy = tmp_path / "copy" / "demo" / "center-gaussian"
+    assert (copy / store._CURRENT).is_dir() and not (copy / store._CURRENT).is_symlink()
+    assert not (copy / store.SUMMARY).is_symlink()
+    (found,) = store.find_runs(tmp_path / "copy").runs
+    assert found.path.parent == copy and found.n_scored == 64
+    assert store.stored_summary(copy).identity == store.stored_summary(original).identity
+    assert _visible_set(copy) == _visible_set(original)
+    (copy / store._CURRENT / store.SCORES).write_text("pair_id\n")  # the run folder's own files are read
+    assert len(read_scores(found, ("cnr",))) == 64
+
+
+def test_a_run_in_a_copy_that_followed_the_links_keeps_or_replaces_the_stored_run(tmp_path):
+    original = _run("center-gaussian", tmp_path / "runs", limit=None).run_dir
+    before = _result_files(original)
+    _copy_following_links(tmp_path / "runs", tmp_path / "copy")
+    copy = tmp_path / "copy" / "demo" / "center-gaussian"
+    with pytest.raises(RunConflictError, match="differs in limit"):
+        _run("center-gaussian", tmp_path / "copy", limit=5)
+    assert _visible_set(copy) == (64, 64, None)  # the stored run was read, and kept
+    again = _run("center-gaussian", tmp_path / "copy", limit=None, seed=3)  # same identity: replaced
+    assert _visible_set(again.run_dir) == (64, 64, None)
+    _run("center-gaussian", tmp_path / "copy", limit=5, overwrite=True)
+    assert _visible_set(copy) == (5, 5, 5)
+    assert (copy / store._CURRENT).is_symlink() and len(list((copy / ".sets").iterdir())) == 1
+    assert all((copy / name).is_symlink() for name in store.RESULT_FILES)
+    assert _result_files(original) == before
+
+
+def test_a_kill_while_a_copy_is_made_a_set_again_shows_one_whole_set(tmp_path, monkeypatch):
+    """The copied run's files are made a set of the copy before the new set replaces it: a kill at any rename
+    or link of that, or of the switch after it, leaves the old set or the new one, whole and readable."""
+    _run("center-gaussian", tmp_path / "runs", limit=None)
+    _copy_following_links(tmp_path / "runs", tmp_path / "probe")
+    calls = _count_switches(monkeypatch)
+    _run("center-gaussian", tmp_path / "probe", limit=5, overwrite=True)
+    monkeypatch.undo()
+    for crash_at in range(1, len(calls) + 1):
+        out = tmp_path / f"crash-{crash_at}"
+        _copy_following_links(tmp_path / "runs", out)
+        folder = out / "demo" / "center-gaussian"
+        _count_switches(monkeypatch, crash_at)
+        with pytest.raises(KeyboardInterrupt):
+            _run("center-gaussian", out, limit=5, overwrite=True)
+        monkeypatch.undo()
+        assert _visible_set(folder) in ((64, 64, None), (5, 5, 5)), crash_at
+        (found,) = store.find_runs(out).runs
+        assert found.n_scored == _visible_set(folder)[1], crash_at
+        _run("center-gaussian", out, limit=5, overwrite=True)
+        assert _visible_set(folder) == (5, 5, 5)
+        assert len(list((folder / ".sets").iterdir())) == 1
+
+
+@pytest.mark.parametrize(
+    ("patched", "error"),
+    [
+        ("tempfile.mkstemp", PermissionError(13, "Permission denied", "/out/.tmp-abc123")),
+        ("os.fsync", OSError(28, "No space left on device")),
+        ("os.replace", OSError(28, "No space left on device", "/out/.tmp-abc123", "/out/table.csv")),
+    ],
+)
+def test_a_write_error_names_the_file_asked_for_and_leaves_no_temporary_file(tmp_path, monkeypatch, patched, error):
+    target = tmp_path / "table.csv"
+    module, name = patched.split(".")
+
+    def fail(*args, **kwargs):
+        raise error
+
+    monkeypatch.setattr({"os": os, "tempfile": store.tempfile}[module], name, fail)
+    with pytest.raises(CxrbenchError) as caught:
+        store.write_atomic(target, "a,b\n")
+    monkeypatch.undo()
+    assert str(caught.value) == f"cannot write {target}: {error.strerror}"
+    assert isinstance(caught.value, OSError) and caught.value.filename == str(target)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_error_through_a_link_names_the_link(tmp_path, monkeypatch):
+    (tmp_path / "real.csv").write_text("old\n")
+    (tmp_path / "link.csv").symlink_to("real.csv")
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(CxrbenchError, match=r"cannot write .*link\.csv: No space left on device$"):
+        store.write_atomic(tmp_path / "link.csv", "new\n")
+    monkeypatch.undo()
+    assert (tmp_path / "real.csv").read_text() == "old\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["link.csv", "real.csv"]

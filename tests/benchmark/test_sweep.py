@@ -185,3 +185,12 @@ def test_a_bad_option_value_stops_before_any_pair(cli, tmp_path):
     assert not (tmp_path / "runs" / "demo" / "center-gaussian@size-0").exists()
     few = cli("sweep", "-m", "center-gaussian", "-d", "demo", "--grid", "size=64", "--n-resamples", "5")
     assert few.returncode == 2 and "[1/1]" not in few.stderr
+
+
+def test_one_progress_bar_counts_the_pairs_of_the_whole_grid(tmp_path, capsys):
+    configurations = cartesian("oracle-gaussian", {"k": ["2", "3"]})
+    run_sweep("oracle-gaussian", "demo", configurations, out=tmp_path, limit=3, n_resamples=100, progress=True)
+    bar = capsys.readouterr().err
+    assert "6/6" in bar  # 2 configurations x 3 pairs on one bar
+    assert "3/3" not in bar  # no bar of its own per run
+    assert "oracle-gaussian@k-3" in bar  # labelled with the configuration being run

@@ -136,3 +136,56 @@ def test_bad_input_is_an_error():
 def test_importing_does_not_import_torch():
     code = "import sys, cxrbench.benchmark.torch_scorer; assert 'torch' not in sys.modules"
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+class _Bilinear:
+    """A square map resized bilinearly, so the runner scores it in the image frame (where torch applies)."""
+
+    name = "bilinear-test"
+
+    def heatmap(self, image, prompt):
+        side = min(image.shape)
+        return np.cbrt(image[:side, :side][::7, ::7] + len(prompt) / 100)
+
+
+class _Full:
+    """A full-frame map."""
+
+    name = "full-test"
+    frame = "full"
+
+    def heatmap(self, image, prompt):
+        return image**2 + len(prompt) / 100
+
+
+@pytest.mark.parametrize("method", [_Bilinear, _Full])
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_a_run_scored_with_torch_equals_the_numpy_run(method, protocol, tmp_path, monkeypatch):
+    from cxrbench.benchmark import torch_scorer
+    from cxrbench.benchmark.runner import run_benchmark
+
+    devices = []
+    real = torch_scorer.score_frame
+    monkeypatch.setattr(torch_scorer, "score_frame", lambda *a, **k: devices.append(k["device"]) or real(*a, **k))
+
+    def run(out, **options):
+        return run_benchmark(method(), "demo", out=out, protocol=protocol, n_resamples=100, progress=False, **options)
+
+    numpy_run, torch_run = run(tmp_path / "numpy", score_workers=0), run(tmp_path / "torch", score_device="cpu")
+    a, b = numpy_run.scores, torch_run.scores
+    exact = [c for c in a.columns if not c.startswith("cnr") or c == "cnr_undefined"]
+    assert a[exact].equals(b[exact])
+    np.testing.assert_allclose(b[["cnr", "cnr_signed"]], a[["cnr", "cnr_signed"]], rtol=1e-6, atol=1e-12)
+    assert torch_run.summary.settings["score_device"] == "cpu"
+    assert torch_run.summary.settings["score_workers"] == 0  # the pool is off: torch scores in the run's process
+    assert devices == ["cpu"] * len(b)  # every pair of the torch run, none of the NumPy run
+
+
+def test_bad_score_device_is_an_error_before_any_work(tmp_path):
+    from cxrbench.benchmark.runner import run_benchmark
+
+    with pytest.raises(CxrbenchError, match=r"--score-device 'nope': torch cannot use it"):
+        run_benchmark(_Full(), "demo", out=tmp_path, score_device="nope", progress=False)
+    with pytest.raises(CxrbenchError, match=r"leave out --score-workers"):
+        run_benchmark(_Full(), "demo", out=tmp_path, score_device="cpu", score_workers=2, progress=False)
+    assert not (tmp_path / "demo").exists()

@@ -8,7 +8,7 @@ import pytest
 
 from cxrbench.benchmark import metrics
 from cxrbench.benchmark.protocol import to_image_frame
-from cxrbench.benchmark.weighted import score_nearest, score_square
+from cxrbench.benchmark.weighted import SortedCounts, _ascending_order, score_nearest, score_square
 from cxrbench.errors import CxrbenchError, MethodOutputError
 from cxrbench.types import Box
 
@@ -203,14 +203,95 @@ def test_bad_input_is_a_clear_error():
 
 
 def test_ascending_order_sorts_every_float32():
-    """The 64-bit key sort of the weighted split: signed zeros, subnormals, negatives, ties, extremes."""
+    """The two-pass radix sort of the weighted split: signed zeros, subnormals, negatives, ties, extremes; ties
+    keep their index order, as NumPy's stable sort (which orders -0.0 and 0.0 by index: not compared there)."""
     rng = np.random.default_rng(8)
     special = np.array([-0.0, 0.0, 1e-45, -1e-45, 1e-38, -3.4e38, 3.4e38, -1.0, 1.0, 0.5], dtype=np.float32)
     for values in (
         special,
         rng.choice(special, 1000),
         (rng.standard_normal(5000) * 10.0 ** rng.integers(-40, 38, 5000)).astype(np.float32),
+        np.zeros(7, dtype=np.float32),
+        np.array([], dtype=np.float32),
     ):
-        order = metrics._ascending_order(values)
+        order = _ascending_order(values)
         np.testing.assert_array_equal(np.sort(order), np.arange(values.size))  # a permutation
         np.testing.assert_array_equal(values[order], np.sort(values))  # equal as floats: -0.0 == 0.0
+    for values in (
+        rng.integers(-3, 4, 3000).astype(np.float32),  # many ties, negative values
+        rng.random(70_000).astype(np.float32),  # more than 2 ** 16 values
+        np.round(rng.standard_normal(5000), 1).astype(np.float32) + np.float32(0.0),  # no -0.0
+    ):
+        np.testing.assert_array_equal(_ascending_order(values), np.argsort(values, kind="stable"))
+
+
+def _naive_counts(values, target, background, thresholds):
+    """Per pixel, in plain Python: 2U (each target pixel: background pixels below + those below or equal) and
+    the target / background pixels above each threshold (> t and >= t)."""
+    pixels = [(float(v), t, b) for v, t, b in zip(values, target, background, strict=True)]
+    twice_u = sum(t * b2 * (2 * (v > w) + (v == w)) for v, t, _ in pixels for w, _, b2 in pixels)
+    above = {
+        (part, inclusive): [
+            sum(p[part] for p in pixels if (p[0] >= np.float32(th) if inclusive else p[0] > np.float32(th)))
+            for th in thresholds
+        ]
+        for part in (1, 2)
+        for inclusive in (False, True)
+    }
+    return twice_u, above
+
+
+@pytest.mark.parametrize(
+    "kind", ["distinct", "two values", "few values", "constant", "signed zeros", "one value per part", "no target"]
+)
+def test_sorted_counts_equal_per_pixel_counts(kind):
+    """`SortedCounts` (one sort, running sums, tie groups) against all pixel pairs counted one by one: ties
+    within and across the two parts, zero weights (NaN blocks, blocks of one part only), -0.0 tying 0.0."""
+    rng = np.random.default_rng(len(kind))
+    thresholds = (0.0, 0.1, 0.25, 0.5, 1.0, -0.0, 2.0)
+    for _ in range(30):
+        n = int(rng.integers(1, 60))
+        values = {
+            "distinct": rng.random(n),
+            "two values": rng.choice([0.0, 1.0], n),
+            "few values": rng.choice([-0.5, 0.1, 0.25, 0.7], n),
+            "constant": np.full(n, 0.25),
+            "signed zeros": rng.choice([-0.0, 0.0, 0.5], n),
+            "one value per part": np.full(n, 0.5),
+            "no target": rng.random(n),
+        }[kind].astype(np.float32)
+        everything = rng.integers(0, 30, n)
+        target = np.minimum(rng.integers(0, 30, n), everything)
+        if kind == "no target":
+            target[:] = 0
+        background = everything - target
+        got = SortedCounts.of(values, target, everything, int(target.sum()) + 3)
+        twice_u, above = _naive_counts(values, target, background, thresholds)
+        n_pos, n_neg = int(target.sum()), int(background.sum())
+        expected_auc = twice_u / (2 * n_pos * n_neg) if n_pos and n_neg else math.nan
+        np.testing.assert_equal(got.auc(), expected_auc)
+        for inclusive in (False, True):
+            np.testing.assert_array_equal(got.count_above(got.target, thresholds, inclusive), above[1, inclusive])
+            np.testing.assert_array_equal(got.count_above(got.background, thresholds, inclusive), above[2, inclusive])
+
+
+@pytest.mark.parametrize("protocol", PROTOCOLS)
+def test_tied_and_few_valued_maps_at_mimic_size(protocol):
+    """Maps whose values tie across many blocks (two or three levels, an LDM-like map zero below its threshold,
+    signed zeros, a constant map) at MIMIC-CXR size, boxes cutting blocks, against the full frame."""
+    rng = np.random.default_rng(11)
+    raw = rng.random((512, 512)).astype(np.float32)
+    maps = [
+        (raw > 0.5).astype(np.float32),
+        np.round(raw * 2).astype(np.float32) / 2,
+        np.where(raw < 0.8, np.float32(0), raw),
+        np.where(raw > 0.9, np.float32(1), np.where(raw < 0.5, np.float32(-0.0), np.float32(0.0))),
+        np.full((512, 512), 0.3, dtype=np.float32),
+    ]
+    maps[-2][:, :9] = np.nan
+    boxes = [Box(100.5, 200.25, 900.7, 1300.1), Box(1400, 300, 2450, 1700), Box(2543, 0, 2544, 3056)]
+    for heatmap in maps:
+        _assert_same(
+            score_nearest(heatmap, 3056, 2544, boxes, protocol=protocol),
+            _full(heatmap, 3056, 2544, boxes, protocol)[1],
+        )

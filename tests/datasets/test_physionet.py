@@ -120,10 +120,34 @@ def test_verify_vindr_and_files_without_sums(cli, tmp_path):
     assert "5 files, 5 ok" in clean.stderr  # two tables and the DICOMs of A, B, E (C and D make no pair)
     (root / "SHA256SUMS.txt").unlink()
     unchecked = cli("datasets", "verify", "vindr", "--data-root", str(root), "-O", "classes=local")
-    assert unchecked.returncode == 0, unchecked.stderr
+    assert unchecked.returncode == 2, unchecked.stderr
     assert "4 files, 0 ok, 0 mismatch, 0 missing, 0 extra, 4 unchecked; checked against no SHA256SUMS.txt" in (
         unchecked.stderr
     )
+    error = unchecked.stderr.splitlines()[-1]
+    assert error.startswith("error: vindr: 4 file(s) have no SHA256SUMS.txt in any folder above them")
+    assert error.endswith(
+        f"download https://physionet.org/files/vindr-cxr/1.0.0/SHA256SUMS.txt to {root / 'SHA256SUMS.txt'}"
+    )
+
+
+def test_verify_names_the_missing_sums_of_each_project_and_of_a_tree_laid_out_by_hand(cli, mirror, tmp_path):
+    """MS-CXR reads two projects: without MIMIC-CXR-JPG's SHA256SUMS.txt its images are not verified, and the
+    error says where that file belongs and where PhysioNet publishes it; a tree laid out by hand gets the rule."""
+    jpgs = mirror / "files/mimic-cxr-jpg/2.1.0"
+    (jpgs / "SHA256SUMS.txt").unlink()
+    result = cli("datasets", "verify", "mscxr", "--data-root", str(mirror))
+    assert result.returncode == 2
+    assert "4 files, 1 ok, 0 mismatch, 0 missing, 0 extra, 3 unchecked" in result.stderr
+    assert result.stderr.splitlines()[-1].endswith(
+        f"download https://physionet.org/files/mimic-cxr-jpg/2.1.0/SHA256SUMS.txt to {jpgs / 'SHA256SUMS.txt'}"
+    )
+    by_hand = write_mscxr(tmp_path / "by-hand")
+    result = cli("datasets", "verify", "mscxr", "--data-root", str(by_hand))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    error = result.stderr.splitlines()[-1]
+    assert "4 file(s) have no SHA256SUMS.txt in any folder above them" in error and str(by_hand) in error
+    assert "https://physionet.org/files/<project>/<version>/SHA256SUMS.txt" in error
 
 
 def test_a_malformed_sums_file_names_its_line(tmp_path):

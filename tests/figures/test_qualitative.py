@@ -4,6 +4,7 @@ against a naive sort, the cache and recompute paths, and `cxrbench figure` end t
 
 import math
 import shutil
+from dataclasses import replace
 
 import matplotlib.image
 import numpy as np
@@ -341,3 +342,83 @@ def test_figure_command_errors_name_the_problem(runs_dir, tmp_path):
     assert isinstance(result.exception, CxrbenchError) and ".pdf" in str(result.exception)
     result = runner.invoke(cli, [*common[:-1], "no-such-run", "--best", "1", "--output", str(tmp_path / "f.png")])
     assert isinstance(result.exception, CxrbenchError) and "no-such-run" in str(result.exception)
+
+
+def test_figure_command_says_when_fewer_pairs_qualify_than_asked(runs_dir, tmp_path):
+    first = pd.read_csv(runs_dir / "demo" / "oracle-gaussian" / "scores.csv", dtype={"pair_id": str})
+    qualifying = len(_naive(first, 1000, reverse=True))
+    common = ["figure", "--dataset", "demo", "--runs-dir", str(runs_dir), "-O", f"n_per_class={N_PER_CLASS}"]
+    common += ["--methods", "oracle-gaussian", "--output", str(tmp_path / "f.png")]
+    result = CliRunner().invoke(cli, [*common, "--best", str(qualifying + 5)])
+    assert result.exit_code == 0, result.output
+    assert f"only {qualifying} pairs are scored by every run of oracle-gaussian with a defined cnr" in result.stderr
+    assert f"not the {qualifying + 5} asked for with --best" in result.stderr
+    result = CliRunner().invoke(cli, [*common, "--best", "2"])
+    assert result.exit_code == 0, result.output
+    assert "only" not in result.stderr
+    shown = _naive(first, 2, reverse=True)
+    assert f"redraw them with --pairs): {','.join(shown)}" in result.stderr
+
+
+# an MS-CXR pair id: the image's DICOM id, then a hash of the phrase (cxrbench/datasets/mscxr.py)
+MSCXR_ID = "4b5ee5ec-e5f2a9d3-7b0ae6a4-7e1cb7d8-16f2d5bc:9c1e0b7a2f"
+LONG_PROMPT = "Small bilateral pleural effusions with adjacent compressive atelectasis at both lung bases"
+
+
+def _long_title_rows(runs_dir, samples):
+    rows = q.build_rows(_runs(runs_dir), samples, PAIRS[:2])
+    first = replace(rows[0].sample, pair_id=MSCXR_ID, prompt=LONG_PROMPT)
+    return [replace(rows[0], sample=first), rows[1]]
+
+
+def _inside(inner, outer, axis):
+    low, high = (inner.y0, inner.y1) if axis == "y" else (inner.x0, inner.x1)
+    start, end = (outer.y0, outer.y1) if axis == "y" else (outer.x0, outer.x1)
+    return start - 0.5 <= low and high <= end + 0.5
+
+
+def test_long_row_and_column_titles_fit_their_panels(runs_dir, samples):
+    """Measured by the renderer: each row title (prompt and MS-CXR pair id) lies within its panel's height
+    and inside the figure; a long run name within its column; the id keeps its start and its distinctive end."""
+    columns = ["center-gaussian@published-with-tuned-attention-layers", "oracle-gaussian"]
+    fig = q.draw(_long_title_rows(runs_dir, samples), columns)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    grid = _grid(fig, 2, len(columns) + 1)
+    for row in grid:
+        label = row[0].yaxis.label.get_window_extent(renderer)
+        assert _inside(label, row[0].get_window_extent(renderer), "y")
+        assert label.x0 >= 0
+    for ax in grid[0]:
+        assert _inside(ax.title.get_window_extent(renderer), ax.get_window_extent(renderer), "x")
+    lines = grid[0][0].get_ylabel().split("\n")
+    assert " ".join(lines[:-1]) == LONG_PROMPT
+    shown = lines[-1]
+    assert shown.startswith("[4b5ee5ec-") and shown.endswith("16f2d5bc:9c1e0b7a2f]") and q.ELLIPSIS in shown
+    assert grid[1][0].get_ylabel().endswith(f"[{PAIRS[1]}]")  # a short id is left whole
+    assert grid[0][2].get_title() == "oracle-gaussian"
+    long_title = grid[0][1].get_title()
+    assert long_title.startswith("center-") and long_title.endswith("layers") and q.ELLIPSIS in long_title
+
+
+def test_shorten_middle_keeps_a_third_of_the_start_and_the_rest_of_the_end():
+    text = "abcdefghijklmnopqrstuvwxyz0123456789"
+    for width in range(1, len(text)):
+        short = q.shorten_middle(text, lambda s, width=width: len(s) <= width)
+        keep = width - 1
+        expected = text[: keep // 3] + q.ELLIPSIS + text[len(text) - (keep - keep // 3) :] if keep else q.ELLIPSIS
+        assert short == expected and len(short) == width
+    assert q.shorten_middle(text, lambda s: True) == text
+
+
+def test_a_run_folder_linked_in_from_elsewhere_reads_its_own_cache(runs_dir, samples, tmp_path):
+    (tmp_path / "runs" / "demo").mkdir(parents=True)
+    (tmp_path / "runs" / "demo" / "linked-blob").symlink_to(runs_dir / "demo" / "test-blob", target_is_directory=True)
+    (run,) = q.find_runs_named(tmp_path / "runs", "demo", ["test-blob"])
+    assert run.path.parent == tmp_path / "runs" / "demo" / "linked-blob"
+    Blob.calls = 0
+    chosen = [samples[p] for p in PAIRS]
+    linked = q.raw_heatmaps(run, chosen)
+    assert Blob.calls == 0  # read from the cache beside the real run folder, not recomputed
+    for a, b in zip(linked, q.raw_heatmaps(_runs(runs_dir, ["test-blob"])[0], chosen), strict=True):
+        np.testing.assert_array_equal(a, b)

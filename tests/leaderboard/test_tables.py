@@ -4,6 +4,7 @@ LaTeX that compiles and fits the page."""
 import dataclasses
 import io
 import re
+import shlex
 import subprocess
 
 import numpy as np
@@ -336,3 +337,72 @@ def test_latex_compiles_and_fits_in_every_layout_and_cell(summaries, tmp_path):
             assert all(pt <= 1.0 for pt in overfull), (layout, cell, overfull)
     # the check can fail: at its natural width the CI table is far wider than the text
     assert max(_compile(tmp_path, "natural", to_latex(board, marks, "ci", "classes", fit="none"))) > 100
+
+
+def _marks_drawn(text):
+    """(bold, underlined, dagger, tested) in a one-metric Markdown table: whether any cell carries the mark, and
+    whether a row has one best and a second best (a cell the significance test compares)."""
+    rows = [_cells(row)[2:] for row in _table_lines(text)]
+    cells = [cell for row in rows for cell in row]
+    tested = any(sum(c.startswith("**") for c in row) == 1 and any(c.startswith("<u>") for c in row) for row in rows)
+    bold, underlined = any(c.startswith("**") for c in cells), any(c.startswith("<u>") for c in cells)
+    return bold, underlined, any("†" in c for c in cells), tested
+
+
+@pytest.mark.parametrize(
+    "methods",
+    [
+        ("oracle-gaussian", "center-gaussian"),  # bounds only: nothing is ranked
+        ("bright", "oracle-gaussian"),  # one ranked method: nothing to mark
+        ("bright", "dark"),  # tied on CNR: best only, no second, nothing tested
+        ("bright", "dark", "blurred", "oracle-gaussian"),
+    ],
+)
+def test_the_caption_names_only_the_marks_the_table_shows(summaries, methods):
+    runs = list(summaries.values())
+    board = build_leaderboard(runs, methods=list(methods), metrics=["cnr"])
+    marks = table_marks(board, runs)
+    text = to_markdown(board, marks=marks)
+    bold, underlined, dagger, tested = _marks_drawn(text)
+    footnote = text.splitlines()[-1]
+    caption = next(line for line in to_latex(board, marks=marks).splitlines() if line.startswith("\\caption{"))
+    for said in (footnote, caption):
+        assert ("Bold: best mean" in said) == bold, said
+        assert ("underlined: second best" in said) == underlined, said
+        assert ("significantly better" in said) == tested, said
+        assert ("bounds excepted" in said) == (bold and bool(board.bounds)), said
+    assert ("Dagger:" in footnote) == dagger
+    if set(methods) <= {"oracle-gaussian", "center-gaussian"}:  # bounds only
+        assert not bold and "\\textbf" not in to_latex(board, marks=marks)
+
+
+def test_an_ablation_over_other_data_names_the_runs_and_the_command_that_reruns_them(tmp_path):
+    """The message names the runs of each data version, and its command, run as printed, makes them comparable
+    (not --methods or --allow-mixed, which --ablation refuses)."""
+    from click.testing import CliRunner
+
+    from cxrbench.cli import cli
+    from cxrbench.leaderboard.ablation import build_ablation
+
+    out = tmp_path / "runs"
+    for name, size, limit in (("cg-64", "64", 8), ("cg-512", "512", 8), ("cg-128", "128", 5)):
+        run_benchmark(
+            "center-gaussian", "demo", method_options={"size": size}, name=name, limit=limit, out=out,
+            n_resamples=100, progress=False,
+        )  # fmt: skip
+    with pytest.raises(CxrbenchError) as caught:
+        build_ablation(find_runs(out).runs, "demo", "center-gaussian", ("cnr",))
+    message = str(caught.value)
+    assert "different versions of the dataset" in message
+    assert "cg-512, cg-64 (limit 8, data " in message and "cg-128 (limit 5, data " in message
+    assert "Rerun cg-128 on the data of cg-512" in message
+    assert "--allow-mixed" not in message and "--methods" not in message
+    (command,) = re.findall(r"`([^`]+)`", message)
+    words = shlex.split(command)
+    assert words[:2] == ["cxrbench", "run"] and words[-3:] == ["--name", "cg-128", "--overwrite"]
+    result = CliRunner().invoke(cli, [*words[1:], "--n-resamples", "100", "--no-progress"])
+    assert result.exit_code == 0, result.output
+    ablation = build_ablation(find_runs(out).runs, "demo", "center-gaussian", ("cnr",))
+    assert ablation.options == {"cg-128": {"size": 128}, "cg-512": {"size": 512}, "cg-64": {"size": 64}}
+    rerun = next(r for r in find_runs(out).runs if r.name == "cg-128")
+    assert rerun.identity.limit == 8 and rerun.n_scored == 8

@@ -173,25 +173,50 @@ def test_layers_steps_and_otsu_change_what_they_should(models, pairs, literal):
 
 
 def test_tokens_pathology_averages_only_the_pathology_columns(models, pairs, literal):
-    from cxrbench.errors import DataError
+    from cxrbench.errors import CxrbenchError, DataError
     from cxrbench.methods.ldm.attention import DEFAULT_LAYERS
     from cxrbench.methods.ldm.pipeline import fast_heatmaps, pathology_span
 
     (image, _), (prompt, effusion) = pairs
     assert prompt.endswith("pneumonia") and effusion.endswith("pleural effusion")
     columns = naive_pathology_columns(models.tokenizer, prompt, "pneumonia")
-    got = fast_heatmaps(models, [image], [prompt], otsu=False, tokens="pathology")[0]
+    got = fast_heatmaps(models, [image], [prompt], otsu=False, tokens="pathology", class_names=["Pneumonia"])[0]
     assert np.abs(got - naive_heatmap(literal, range(120, 180), DEFAULT_LAYERS, columns)).max() <= 1e-4
     n = len(models.tokenizer(prompt).input_ids)
     assert columns != list(range(1, n - 1))  # the location words are left out
     for text in (effusion, "left lower pleural effusion"):
-        span = pathology_span(models.tokenizer, text)
+        span = pathology_span(models.tokenizer, text, "Pleural Effusion")
         assert list(range(span.start, span.stop)) == naive_pathology_columns(models.tokenizer, text, "pleural effusion")
     assert (span.start, span.stop) == (3, 6)  # <bos> left lower ple ural ef fusion: the published slice drops "fusion"
-    with pytest.raises(DataError, match="names none of the pathologies"):
-        fast_heatmaps(models, [image], ["left lower lung"], tokens="pathology")
-    with pytest.raises(DataError, match="several"):
-        pathology_span(models.tokenizer, "left lower atelectasis and edema")
+    # the class decides, not the words: a prompt naming two pathologies reads its class's tokens
+    two = "left lower atelectasis and edema"
+    assert pathology_span(models.tokenizer, two, "Edema") != pathology_span(models.tokenizer, two, "Atelectasis")
+    with pytest.raises(DataError, match="holds no token of its class 'Pneumonia'"):
+        fast_heatmaps(models, [image], ["left lower lung"], tokens="pathology", class_names=["Pneumonia"])
+    with pytest.raises(CxrbenchError, match="needs the pairs' class names"):
+        fast_heatmaps(models, [image], [prompt], tokens="pathology")
+
+
+def test_tokens_pathology_gets_each_pairs_class_from_the_runner(bundle, tmp_path):
+    """Through the runner, in a batch of four pairs of four classes: each pair's stored heatmap is the one computed
+    alone with its own class (to float rounding: another batch size)."""
+    from cxrbench.benchmark.cache import HeatmapCache, cache_key
+    from cxrbench.benchmark.runner import run_benchmark
+    from cxrbench.benchmark.store import cache_dir
+    from cxrbench.benchmark.summary import method_config
+    from cxrbench.datasets.demo import DemoDataset
+    from cxrbench.methods.ldm.zeroshot import LdmZeroShot
+
+    method = LdmZeroShot(weights=bundle, tokens="pathology", otsu=False, schedule=20, batch_size=4)
+    result = run_benchmark(method, "demo", out=tmp_path, limit=4, progress=False, score_workers=0)
+    assert len(result.scores) == 4
+    samples = list(DemoDataset())[:4]
+    assert len({s.class_name for s in samples}) == 4
+    cache, config = HeatmapCache(cache_dir(tmp_path, "demo", method.name)), method_config(method)
+    method.shared = None  # computed afresh, not read from the run's shared work
+    for s in samples:
+        stored = cache.get(cache_key(method.name, config, s.pair_id, s.prompt, s.image.fingerprint()))
+        np.testing.assert_allclose(stored, method.heatmap(s.load_image(), s.prompt, s.class_name), atol=1e-4)
 
 
 def test_schedule_option_equals_the_literal_pipeline_at_that_schedule(models, pairs):

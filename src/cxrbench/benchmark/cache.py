@@ -20,10 +20,17 @@ from typing import Any
 
 import numpy as np
 
-from cxrbench.benchmark.store import TMP_PREFIX, write_atomic
+from cxrbench.benchmark.store import HEATMAPS, TMP_PREFIX, write_atomic
 from cxrbench.errors import CxrbenchError, RunLockedError
 
 SCHEMA_VERSION = 1
+SHARED = ".shared"
+
+
+def shared_dir(out: str | os.PathLike[str], dataset: str) -> Path:
+    """`<out>/<dataset>/heatmaps/.shared/`: work that methods keep for their other configurations on the dataset
+    (a method's `share_work`, docs/methods.md), beside the methods' heatmap caches."""
+    return Path(out) / dataset / HEATMAPS / SHARED
 
 
 def cache_key(method: str, config: dict[str, Any], pair_id: str, prompt: str, image_fingerprint: str) -> str:

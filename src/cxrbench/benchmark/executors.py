@@ -9,6 +9,8 @@ scored by the runner, which puts the rows back in dataset order. Where the work 
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
 import logging
 import multiprocessing
 import os
@@ -21,10 +23,12 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
 from concurrent.futures.process import BrokenProcessPool
 from itertools import islice
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cxrbench.benchmark.summary import method_config
 from cxrbench.capabilities import MethodSpec, describe
 from cxrbench.errors import CxrbenchError, DataError, MethodFailedError
 from cxrbench.registry import load_dataset, load_method
@@ -59,9 +63,11 @@ def call_method(method: Any, spec: MethodSpec, samples: list[Sample], images: li
         elif spec.capability == "sample":
             maps = [method.heatmap_for_sample(s) for s in samples]
         elif spec.capability == "batched":
-            maps = list(method.heatmaps(images, [s.prompt for s in samples]))
+            classes = {"class_names": [s.class_name for s in samples]} if spec.class_names else {}
+            maps = list(method.heatmaps(images, [s.prompt for s in samples], **classes))
         else:
-            maps = [method.heatmap(images[0], samples[0].prompt)]
+            classes = {"class_name": samples[0].class_name} if spec.class_names else {}
+            maps = [method.heatmap(images[0], samples[0].prompt, **classes)]
     except CxrbenchError as exc:
         raise PairError("method", exc) from exc
     except Exception as exc:
@@ -74,10 +80,15 @@ def call_method(method: Any, spec: MethodSpec, samples: list[Sample], images: li
     return maps
 
 
-def _method_config(method: Any) -> dict[str, Any]:
-    from cxrbench.benchmark.runner import method_config  # runner imports this module
-
-    return method_config(method)
+def share_work(method: Any, folder: Path | None) -> None:
+    """Give a method that keeps work for its other configurations (`share_work`, docs/methods.md) the run's
+    shared folder."""
+    if folder is None or not hasattr(method, "share_work"):
+        return
+    try:
+        method.share_work(folder)
+    except OSError as exc:
+        raise CxrbenchError(f"cannot keep shared work in {folder}: {exc.strerror or exc}") from exc
 
 
 def load_image(sample: Sample) -> np.ndarray:
@@ -118,10 +129,11 @@ def _one(method: Any, spec: MethodSpec, sample: Sample, image: Any) -> Any:
 class LocalExecutor:
     """The method in this process, images decoded in two threads a few pairs ahead of it."""
 
-    def __init__(self, method: Any):
+    def __init__(self, method: Any, shared_folder: Path | None = None):
         self.method = method
         self.spec = describe(method)
-        self.config = _method_config(method)
+        self.config = method_config(method)
+        share_work(method, shared_folder)
         self.seconds = {"load": 0.0, "method": 0.0}
         self._done: deque[Outcome] = deque()
         self._pool = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cxrbench-load")
@@ -201,12 +213,19 @@ class RayWorker:
     """
 
     def __init__(
-        self, method: Any, method_options: dict[str, Any], dataset: Any, dataset_options: dict[str, Any], limit: Any
+        self,
+        method: Any,
+        method_options: dict[str, Any],
+        dataset: Any,
+        dataset_options: dict[str, Any],
+        limit: Any,
+        shared_folder: Path | None = None,
     ):
         self.failure: CxrbenchError | None = None
         try:
             self.method = load_method(method, **method_options) if isinstance(method, str) else method
             self.spec = describe(self.method)
+            share_work(self.method, shared_folder)
             if isinstance(dataset, str):
                 dataset = load_dataset(dataset, **dataset_options)
             self.samples = {s.pair_id: s for s in islice(iter(dataset), limit)}
@@ -224,7 +243,7 @@ class RayWorker:
         if self.failure is not None:
             return self.failure, None
         try:
-            config = _method_config(self.method)
+            config = method_config(self.method)
         except CxrbenchError as exc:
             return exc, None
         return None, (self.spec, config, hasattr(self.method, "check_pairs"))
@@ -290,6 +309,7 @@ class RayExecutor:
         address: str | None = None,
         gpus_per_worker: float | None = None,
         workers: int | None = None,
+        shared_folder: Path | None = None,
     ):
         self.ray = ray = import_ray()
         self.started = connect_ray(address)
@@ -302,7 +322,8 @@ class RayExecutor:
             actor = ray.remote(
                 num_cpus=1, num_gpus=gpus, max_restarts=-1, max_task_retries=RAY_ATTEMPTS - 1, max_concurrency=2
             )(RayWorker)
-            self.actors = [actor.remote(method, method_options, dataset, dataset_options, limit) for _ in range(count)]
+            arguments = (method, method_options, dataset, dataset_options, limit, shared_folder)
+            self.actors = [actor.remote(*arguments) for _ in range(count)]
             self._alive = set(range(count))
             self.spec, self.config, self.checks_pairs = self._describe()
         except BaseException:
@@ -475,9 +496,26 @@ def _worker_shape(resources: dict[str, float], gpus_per_worker: float | None, wo
     return per, workers or fit
 
 
-def _ignore_sigint() -> None:
+def keep_freed_memory() -> None:
+    """Ask glibc to keep the scorer's freed buffers for the next pair instead of returning them to the system
+    (M_MMAP_THRESHOLD 64 MiB, M_TRIM_THRESHOLD 256 MiB): otherwise each MIMIC-size pair pays ~12 ms of page faults
+    mapping them in again (docs/scaling.md, "Scoring throughput"). Nothing elsewhere than glibc."""
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):
+        return
+    mallopt(_M_MMAP_THRESHOLD, 64 << 20)
+    mallopt(_M_TRIM_THRESHOLD, 256 << 20)
+
+
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc malloc.h
+
+
+def _start_scoring_process() -> None:
     """Scoring processes leave Ctrl-C to the run, which shuts them down."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
+    keep_freed_memory()
 
 
 class ScorePool:
@@ -489,8 +527,10 @@ class ScorePool:
         self.function = function
         self.limit = 2 * workers
         self._pool = (
-            ProcessPoolExecutor(workers, mp_context=_context(), initializer=_ignore_sigint) if workers else None
+            ProcessPoolExecutor(workers, mp_context=_context(), initializer=_start_scoring_process) if workers else None
         )
+        if not workers:
+            keep_freed_memory()
         self._pending: dict[Future, Any] = {}
         self._done: list[tuple[Any, Any]] = []
 

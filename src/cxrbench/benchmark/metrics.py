@@ -18,7 +18,6 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -68,28 +67,22 @@ def boxes_to_mask(
 
 @dataclass(frozen=True)
 class _Part:
-    """Valid pixel values of one class, sorted, each standing for `weights` pixels (one each when None)."""
+    """Valid pixel values of one class, sorted."""
 
     values: np.ndarray
-    weights: np.ndarray | None = None
 
     @property
     def total(self) -> int:
-        return self.values.size if self.weights is None else int(self.weights.sum(dtype=np.int64))
-
-    @cached_property
-    def _cumulative(self) -> np.ndarray:
-        """Pixels among the first k values, k = 0 .. len(values)."""
-        return np.concatenate([[0], np.cumsum(self.weights, dtype=np.int64)])
+        return self.values.size
 
     def below(self, keys: np.ndarray, inclusive: bool = False) -> np.ndarray:
         """Pixels of this part with value < key (<= key with `inclusive`), per key, compared in float32."""
-        return self._pixels(np.searchsorted(self.values, keys, side="right" if inclusive else "left"))
+        return np.searchsorted(self.values, keys, side="right" if inclusive else "left")
 
     def distinct(self) -> tuple[np.ndarray, np.ndarray]:
         """The distinct values, ascending, and how many pixels hold each."""
         starts = np.flatnonzero(np.concatenate([[True], self.values[1:] != self.values[:-1]]))
-        return self.values[starts], np.diff(self._pixels(np.append(starts, self.values.size)))
+        return self.values[starts], np.diff(np.append(starts, self.values.size))
 
     def below_twice(self, keys: np.ndarray) -> np.ndarray:
         """Per key (no NaN), pixels < key plus pixels <= key: twice the pixels below it, ties counted 1/2. One
@@ -98,22 +91,7 @@ class _Part:
         right = left.copy()
         tied = np.take(self.values, left, mode="clip") == keys  # left == size: every value is below the key
         right[tied] = np.searchsorted(self.values, keys[tied], side="right")
-        return self._pixels(left) + self._pixels(right)
-
-    def _pixels(self, index: np.ndarray) -> np.ndarray:
-        """Pixels among the first `index` values."""
-        return index if self.weights is None else self._cumulative[index]
-
-
-def _ascending_order(values: np.ndarray) -> np.ndarray:
-    """Indices that sort float32 values (no NaN) ascending: one sort of 64-bit keys (order-preserving value bits,
-    then the index). Every key is distinct, so a map with many tied values (zero below its Otsu threshold) sorts
-    as fast as one without ties; NumPy's argsort slows down 2-3x on such maps."""
-    bits = values.view(np.uint32).astype(np.uint64)
-    ordered = np.where(bits >> 31, ~bits & 0xFFFFFFFF, bits | 0x80000000)  # negatives reversed, below positives
-    keys = ordered << 32 | np.arange(values.size, dtype=np.uint64)
-    keys.sort()
-    return (keys & 0xFFFFFFFF).astype(np.intp)
+        return left + right
 
 
 class ThresholdCounts:
@@ -168,19 +146,6 @@ class Split(ThresholdCounts):
             target=_Part(np.sort(heatmap[mask & valid])),
             background=_Part(np.sort(heatmap[~mask & valid])),
             n_target=int(np.count_nonzero(mask)),
-        )
-
-    @classmethod
-    def weighted(cls, values: np.ndarray, target: np.ndarray, background: np.ndarray, n_target: int) -> Split:
-        """Values (float32, no NaN), each standing for `target` valid target pixels and `background` other valid
-        pixels (either may be 0); `n_target` counts every target pixel, NaN ones too."""
-        order = _ascending_order(values)
-        values, target, background = values[order], target[order], background[order]
-        in_target, in_background = target > 0, background > 0
-        return cls(
-            _Part(values[in_target], target[in_target]),
-            _Part(values[in_background], background[in_background]),
-            n_target,
         )
 
     def count_above(self, part: _Part, thresholds: Sequence[float], inclusive: bool = False) -> np.ndarray:

@@ -13,7 +13,7 @@ import json
 import re
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import islice
@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from cxrbench.benchmark import store
 from cxrbench.benchmark.aggregate import AVERAGE, summarise
 from cxrbench.benchmark.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES
-from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key
+from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key, shared_dir
 from cxrbench.benchmark.executors import (
     Batch,
     LocalExecutor,
@@ -43,9 +43,10 @@ from cxrbench.benchmark.protocol import (
     ScoringProtocol,
     check_heatmap,
     full_frame,
+    to_image_frame,
 )
 from cxrbench.benchmark.strata import box_fraction, box_side
-from cxrbench.benchmark.summary import RunIdentity, RunSummary, SummaryError
+from cxrbench.benchmark.summary import RunIdentity, RunSummary, SummaryError, json_values
 from cxrbench.benchmark.weighted import score_square
 from cxrbench.capabilities import MethodSpec
 from cxrbench.errors import CxrbenchError, DataError, RunConflictError
@@ -86,32 +87,6 @@ class RunResult:
 @dataclass
 class _Timer:
     seconds: dict[str, float] = field(default_factory=lambda: {"load": 0.0, "method": 0.0, "score": 0.0})
-
-
-def _json_values(config: Any, what: str) -> dict[str, Any]:
-    """`config` as JSON values (paths become text); anything else is an error naming the key, before any work."""
-
-    def default(value: Any) -> Any:
-        if isinstance(value, Path):
-            return str(value)
-        if isinstance(value, np.generic):
-            return value.item()
-        raise TypeError(type(value).__name__)
-
-    if not isinstance(config, dict):
-        raise CxrbenchError(f"{what} must be a dict of JSON values, not {type(config).__name__}")
-    for key, value in config.items():
-        try:
-            json.dumps(value, default=default, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise CxrbenchError(f"{what}: key {key!r} is not a JSON value ({exc}); return text or numbers") from exc
-    return json.loads(json.dumps(config, default=default))
-
-
-def method_config(method: Any) -> dict[str, Any]:
-    """The method's class and `config()`: part of the cache key and the run identity (docs/results.md)."""
-    config = _json_values(method.config() if hasattr(method, "config") else {}, f"method {method.name!r} config()")
-    return {"class": f"{type(method).__module__}.{type(method).__qualname__}", **config}
 
 
 def _dataset_manifest(samples: Sequence[Sample]) -> tuple[str, dict[str, str]]:
@@ -183,23 +158,29 @@ _NO_IMAGE = ImageSource(_no_image, _no_image)
 
 
 def score_prediction(
-    spec: MethodSpec, protocol: ScoringProtocol, sample: Sample, prediction: Any
+    spec: MethodSpec, protocol: ScoringProtocol, sample: Sample, prediction: Any, device: str | None = None
 ) -> tuple[dict[str, Any], float]:
     """One scores.csv row for a validated prediction (docs/protocol.md) and the seconds it took; a pair the
-    scorer refuses raises PairError("score"). Module-level, so that scoring processes can run it."""
+    scorer refuses raises PairError("score"). Module-level, so that scoring processes can run it. With a torch
+    `device`, maps scored in the image frame are scored there (torch_scorer.py); nearest maps are scored on their
+    own grid, which is faster on the CPU."""
     start = time.perf_counter()
     if spec.boxes:
         scores = score_boxes(prediction, sample.boxes, sample.height, sample.width, protocol=protocol)
     else:
         full = spec.frame == "full" or (spec.frame == "auto" and prediction.shape == (sample.height, sample.width))
+        on_grid = not full and spec.interpolation == "nearest"
         try:
-            if full:
-                frame = full_frame(prediction, sample.height, sample.width, protocol=protocol)
-                scores = score_pair(frame, sample.boxes, protocol=protocol)
-            else:  # nearest maps are scored on their own grid, exactly (docs/protocol.md section 8)
+            if on_grid or (device is None and not full):  # exactly, on the map's own grid (docs/protocol.md 8)
                 scores = score_square(
                     prediction, sample.height, sample.width, sample.boxes, spec.interpolation, protocol=protocol
                 )
+            else:
+                if full:
+                    frame = full_frame(prediction, sample.height, sample.width, protocol=protocol)
+                else:
+                    frame = to_image_frame(prediction, sample.height, sample.width, spec.interpolation, protocol)
+                scores = score_frame(frame, sample.boxes, protocol, device)
         except CxrbenchError as exc:
             raise PairError("score", exc) from exc
     row = {
@@ -225,12 +206,15 @@ def score_prediction(
 class _Engine:
     """The one writer of a run's heatmap cache: reads cached pairs, validates and stores computed ones."""
 
-    def __init__(self, spec: MethodSpec, config: dict[str, Any], protocol: ScoringProtocol):
+    def __init__(
+        self, spec: MethodSpec, config: dict[str, Any], protocol: ScoringProtocol, score_device: str | None = None
+    ):
         self.spec = spec
         self.name = spec.name
         self.config = config
         self.protocol = protocol
         self.cache: HeatmapCache | None = None
+        self.score_device = score_device
         self.computed = 0
         self.from_cache = 0
 
@@ -315,8 +299,8 @@ def _check_predictions(executor: Executor, samples: Sequence[Sample], on_error: 
 def _dataset_config(dataset: Any, options: dict[str, Any]) -> dict[str, Any]:
     """The dataset's effective options (defaults included) when it reports them, else the options given."""
     if hasattr(dataset, "config"):
-        return _json_values(dataset.config(), f"dataset {dataset.name!r} config()")
-    return _json_values(options, f"dataset {dataset.name!r} options")
+        return json_values(dataset.config(), f"dataset {dataset.name!r} config()")
+    return json_values(options, f"dataset {dataset.name!r} options")
 
 
 def _check_identity(folder: Path, identity: RunIdentity, overwrite: bool) -> None:
@@ -357,12 +341,13 @@ def run_benchmark(
     force: bool = False,
     overwrite: bool = False,
     on_error: OnError = "fail",
-    progress: bool = True,
+    progress: bool | Callable[[str, int], Any] = True,
     executor: ExecutorName = "local",
     ray_address: str | None = None,
     gpus_per_worker: float | None = None,
     workers: int | None = None,
     score_workers: int | None = None,
+    score_device: str | None = None,
 ) -> RunResult:
     """Run `method` on `dataset` (registered names or objects) and store the results.
 
@@ -374,12 +359,17 @@ def run_benchmark(
     `executor="ray"` computes heatmaps on Ray actors (`workers` of them, `gpus_per_worker` GPUs each; the Ray
     instance at `ray_address`, the one this process is connected to, or a local one started for the run), each
     loading the method and dataset from their names and options; `score_workers` processes score finished pairs
-    while the method computes (0: in this process; default: `default_score_workers`). Neither changes
-    `scores.csv` (docs/scaling.md).
+    while the method computes (0: in this process; default: `default_score_workers`); `score_device` scores maps
+    in the image frame with torch on that device, in this process. None of these changes `scores.csv` beyond
+    float rounding of CNR (docs/scaling.md).
+
+    `progress`: show a progress bar, or a callable (description, total) -> bar (with `update(n)` and `close()`)
+    that a caller such as a sweep uses to draw one bar over several runs.
     """
     _check_options(on_error, protocol, n_resamples, confidence, seed, limit, name)
     ray_options = {"ray_address": ray_address, "gpus_per_worker": gpus_per_worker, "workers": workers}
     _check_executor(executor, score_workers, ray_options)
+    _check_score_device(score_device, score_workers)
     started = time.perf_counter()
     dataset_options = dataset_options or {}
     method_options = method_options or {}
@@ -404,13 +394,14 @@ def run_benchmark(
         ray_address,
         gpus_per_worker,
         workers,
+        None if force else shared_dir(out, dataset.name),  # --force recomputes everything
     ) as runner:
         spec = runner.spec
         method_name = spec.name
         limit = limit if limit is None or len(samples) >= limit else None  # the whole dataset: no limit
         needs_all = limit is not None and runner.checks_pairs
         notes = _check_predictions(runner, list(dataset) if needs_all else samples, on_error)
-        engine = _Engine(spec, runner.config, protocol)
+        engine = _Engine(spec, runner.config, protocol, score_device)
         manifest, unreadable = _dataset_manifest(samples)
         identity = RunIdentity(
             method=method_name,
@@ -439,8 +430,11 @@ def run_benchmark(
                 if force:
                     engine.cache.clear()
             timer = _Timer()
+            to_compute = [s for s in samples if engine.needs_computing(s)]
             pool_size = default_score_workers(len(samples)) if score_workers is None else score_workers
-            rows, errors = _score_all(engine, runner, samples, on_error, progress, pool_size, timer)
+            if score_device is not None or not to_compute:  # torch scores here; cached maps only: nothing to overlap
+                pool_size = 0
+            rows, errors = _score_all(engine, runner, samples, to_compute, on_error, progress, pool_size, timer)
             if not rows:
                 first = errors[0]
                 raise DataError(
@@ -465,7 +459,7 @@ def run_benchmark(
                 notes=notes,
                 settings={
                     "data_root": data_root,
-                    "options": _json_values({"method": method_options, "dataset": dataset_options}, "options"),
+                    "options": json_values({"method": method_options, "dataset": dataset_options}, "options"),
                     "seed": seed,
                     "n_resamples": n_resamples,
                     "confidence": confidence,
@@ -480,6 +474,7 @@ def run_benchmark(
                     "on_error": on_error,
                     "executor": executor,
                     "score_workers": pool_size,
+                    "score_device": score_device,
                     "command": store.command_line(),
                 },
                 versions=store.package_versions(),
@@ -517,20 +512,48 @@ def _executor(
     ray_address: str | None,
     gpus_per_worker: float | None,
     workers: int | None,
+    shared_folder: Path | None,
 ) -> Iterator[Executor]:
     """The method in this process, or on Ray workers that rebuild a registered dataset (by name, data root and
-    options) and read its images themselves; closed however the run ends."""
+    options) and read its images themselves; closed however the run ends. A method keeping work for its other
+    configurations gets `shared_folder` (docs/methods.md)."""
     if executor == "ray":
         options = {"data_root": data_root, **dataset_options} if isinstance(dataset, str) else {}
         runner: Executor = RayExecutor(
-            method, method_options, dataset, options, limit, ray_address, gpus_per_worker, workers
+            method, method_options, dataset, options, limit, ray_address, gpus_per_worker, workers, shared_folder
         )
     else:
-        runner = LocalExecutor(load_method(method, **method_options) if isinstance(method, str) else method)
+        method = load_method(method, **method_options) if isinstance(method, str) else method
+        runner = LocalExecutor(method, shared_folder)
     try:
         yield runner
     finally:
         runner.close()
+
+
+def score_frame(frame: np.ndarray, boxes: Sequence[Any], protocol: ScoringProtocol, device: str | None) -> Any:
+    """`score_pair` of an image-frame map, with torch on `device` when one is given (docs/scaling.md)."""
+    if device is None:
+        return score_pair(frame, boxes, protocol=protocol)
+    from cxrbench.benchmark.torch_scorer import score_frame as torch_score_frame
+
+    return torch_score_frame(frame, boxes, protocol=protocol, device=device)
+
+
+def _check_score_device(device: str | None, score_workers: int | None) -> None:
+    """--score-device: torch installed, a device torch knows and can allocate on; the scoring pool stays off."""
+    if device is None:
+        return
+    if score_workers:
+        raise CxrbenchError("--score-device scores in the run's own process: leave out --score-workers")
+    try:
+        import torch
+    except ImportError:
+        raise CxrbenchError("--score-device needs torch (pip install torch)") from None
+    try:
+        torch.zeros(1, device=device)
+    except (RuntimeError, AssertionError, ValueError) as exc:
+        raise CxrbenchError(f"--score-device {device!r}: torch cannot use it ({str(exc).splitlines()[0]})") from None
 
 
 def _check_executor(executor: str, score_workers: int | None, ray_options: dict[str, Any]) -> None:
@@ -547,8 +570,9 @@ def _score_all(
     engine: _Engine,
     executor: Executor,
     samples: list[Sample],
+    to_compute: list[Sample],
     on_error: OnError,
-    progress: bool,
+    progress: bool | Callable[[str, int], Any],
     score_workers: int,
     timer: _Timer,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -558,7 +582,10 @@ def _score_all(
     position = {s.pair_id: i for i, s in enumerate(samples)}
     rows: dict[int, dict[str, Any]] = {}
     errors: dict[int, dict[str, Any]] = {}
-    bar = tqdm(total=len(samples), unit="pair", desc=engine.name, disable=not progress, dynamic_ncols=True)
+    if callable(progress):
+        bar = progress(engine.name, len(samples))
+    else:
+        bar = tqdm(total=len(samples), unit="pair", desc=engine.name, disable=not progress, dynamic_ncols=True)
 
     def finish(sample: Sample, result: Any) -> None:
         if isinstance(result, PairError):
@@ -573,7 +600,8 @@ def _score_all(
         if isinstance(prediction, PairError):
             finish(sample, prediction)
         else:
-            pool.submit(sample, engine.spec, engine.protocol, replace(sample, image=_NO_IMAGE), prediction)
+            light = replace(sample, image=_NO_IMAGE)
+            pool.submit(sample, engine.spec, engine.protocol, light, prediction, engine.score_device)
 
     def collect(block: bool) -> None:
         for sample, key, prediction in executor.poll(block):
@@ -583,7 +611,7 @@ def _score_all(
 
     try:
         with ScorePool(score_workers, score_prediction) as pool:
-            executor.expect([s for s in samples if engine.needs_computing(s)])
+            executor.expect(to_compute)
             batch: Batch = []
             for sample in samples:
                 if sample.error is not None:

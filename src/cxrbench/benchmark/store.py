@@ -6,7 +6,9 @@ The four result files are replaced as one set (docs/results.md, "Result sets"): 
 its own folder `.sets/<id>/`; the symlink `.current` names the current set and is switched with one atomic
 rename (the commit point); the four names in the run folder are fixed symlinks `scores.csv -> .current/
 scores.csv`, .... Whoever opens them, cxrbench or a user's script, sees the previous set or the new one, never a
-mix, whenever a crash happens; the next run deletes sets that are no longer current.
+mix, whenever a crash happens; the next run deletes sets that are no longer current. Every link is relative, so
+a copy keeping links (`cp -r`) works; a copy following them (`cp -rL`) turns `.current` into a folder and the four
+names into files, which are read as they are and made into a set again by the next run in the copy.
 """
 
 from __future__ import annotations
@@ -86,20 +88,29 @@ def _fsync_dir(folder: Path) -> None:
         os.close(fd)
 
 
+class WriteError(CxrbenchError, OSError):
+    """A file could not be written: the message names the file asked for and the system's reason. Still an
+    OSError (errno, strerror, filename: the file asked for), for callers that handle those."""
+
+    def __str__(self) -> str:
+        return f"cannot write {self.filename}: {self.strerror}"
+
+
 def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
     """Write `data` to `path` through a temporary file in the same folder, fsync and a rename.
 
     A symlink is followed (its target is replaced, the link kept); a folder, device or other non-regular file is
     refused. The file gets the permissions a plain `open()` would give (0666 less the umask), not mkstemp's 0600.
+    A failure (full disk, no permission) is a WriteError naming `path`, and leaves no temporary file.
     """
-    path = Path(path)
-    if path.is_symlink():
-        path = path.resolve()
+    asked = Path(path)
+    path = asked.resolve() if asked.is_symlink() else asked
     if path.exists() and not path.is_file():
         kind = "a folder" if path.is_dir() else "not a regular file"
-        raise CxrbenchError(f"cannot write {path}: it is {kind}; give a file name")
-    fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
+        raise CxrbenchError(f"cannot write {asked}: it is {kind}; give a file name")
+    tmp: str | None = None
     try:
+        fd, tmp = tempfile.mkstemp(prefix=TMP_PREFIX, dir=path.parent)
         with os.fdopen(fd, "wb") as handle:
             handle.write(data.encode("utf-8") if isinstance(data, str) else data)
             handle.flush()
@@ -107,12 +118,12 @@ def write_atomic(path: str | os.PathLike[str], data: str | bytes) -> None:
         os.chmod(tmp, 0o666 & ~_umask())
         os.replace(tmp, path)
     except OSError as exc:
-        Path(tmp).unlink(missing_ok=True)
-        if exc.filename is None:  # a write error (full disk) names no file: name the one being written
-            raise OSError(exc.errno, exc.strerror, str(path)) from exc
-        raise
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
+        raise WriteError(exc.errno, exc.strerror or str(exc), str(asked)) from exc
     except BaseException:
-        Path(tmp).unlink(missing_ok=True)
+        if tmp is not None:
+            Path(tmp).unlink(missing_ok=True)
         raise
 
 
@@ -150,10 +161,11 @@ def _point(link: Path, target: str) -> None:
 
 
 def _current_set(folder: Path) -> str | None:
-    """The name of the current set's folder under .sets/, or None; an error when .current is not ours."""
+    """The name of the current set's folder under .sets/, or None: no set yet, or a copy that followed the links
+    (`.current` a folder, the result files plain files, read as they are); an error when .current is not ours."""
     link = folder / _CURRENT
     if not link.is_symlink():
-        if link.exists():
+        if link.exists() and not link.is_dir():
             raise SummaryError(f"{link} is not a symlink to a result set; move it away")
         return None
     target = os.readlink(link)
@@ -163,10 +175,39 @@ def _current_set(folder: Path) -> str | None:
     return name
 
 
+def _adopt(folder: Path) -> str | None:
+    """Make the result files a run folder shows as plain files (a copy that followed the links, or a run stored
+    before result sets) a set of their own and the current one; the name of that set, or None when it shows
+    none. The files stay in place until the links replace them, so a crash at any step shows the same set."""
+    shown = {name: folder / name for name in RESULT_FILES if (folder / name).is_file()}
+    current = folder / _CURRENT
+    copied = current.is_dir() and not current.is_symlink()
+    if not shown and not copied:
+        return None
+    sets = folder / _SETS
+    sets.mkdir(exist_ok=True)
+    final = None
+    if shown:
+        staging = Path(tempfile.mkdtemp(prefix=TMP_PREFIX, dir=sets))
+        os.chmod(staging, 0o777 & ~_umask())
+        for name, path in shown.items():
+            write_atomic(staging / name, path.read_bytes())
+        final = sets / uuid.uuid4().hex
+        os.rename(staging, final)
+        _fsync_dir(sets)
+    if copied:  # the copied set folder: out of the way, deleted with the sets that are not current
+        os.rename(current, sets / f"{TMP_PREFIX}copied-{uuid.uuid4().hex}")
+    if final is None:
+        return None
+    _point(current, f"{_SETS}/{final.name}")
+    _fsync_dir(folder)
+    return final.name
+
+
 def recover(folder: Path) -> None:
     """Give the run folder its four fixed links and delete every set that is not current (unfinished ones
-    included)."""
-    current = _current_set(folder)
+    included); result files shown as plain files are made the current set first (_adopt)."""
+    current = _current_set(folder) or _adopt(folder)
     if current is None:
         return
     for name in RESULT_FILES:
@@ -244,10 +285,10 @@ def _is_heatmap_cache(folder: Path) -> bool:
             for entry in entries:
                 if entry.name == SUMMARY:
                     return False
-                if entry.name.startswith(".") or not entry.is_dir(follow_symlinks=False):
+                if entry.name.startswith(".") or not entry.is_dir():
                     continue
                 with os.scandir(entry.path) as inner:
-                    if any(e.is_dir(follow_symlinks=False) and not e.name.startswith(".") for e in inner):
+                    if any(e.is_dir() and not e.name.startswith(".") for e in inner):
                         return False
     except OSError:
         return True
@@ -256,23 +297,36 @@ def _is_heatmap_cache(folder: Path) -> bool:
 
 def _run_folders(root: Path) -> tuple[list[Path], list[str]]:
     """Every folder under `root` (itself included) that holds a run's summary, and one line per folder named
-    `heatmaps` that was not searched although it is not a heatmap cache. Hidden folders and heatmap caches are
-    not searched."""
+    `heatmaps` that was not searched although it is not a heatmap cache. Symlinked folders are followed (runs
+    linked in from scratch space), each folder searched once (a link back up is not followed round). Hidden
+    folders and heatmap caches are not searched."""
     found, unsearched = [], []
-    for dirpath, dirnames, filenames in os.walk(root):
+    seen: set[tuple[int, int]] = set()
+    for dirpath, dirnames, filenames in os.walk(root, followlinks=True):
+        try:
+            info = os.stat(dirpath)
+        except OSError:
+            dirnames.clear()
+            continue
+        if (info.st_dev, info.st_ino) in seen:
+            dirnames.clear()
+            continue
+        seen.add((info.st_dev, info.st_ino))
         for name in [d for d in dirnames if d == HEATMAPS and not _is_heatmap_cache(Path(dirpath) / d)]:
             unsearched.append(
                 f"{Path(dirpath) / name}: not searched for runs: '{HEATMAPS}' folders hold heatmap caches, and this "
                 f"one holds more than a cache; rename it to list the runs in it"
             )
-        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d != HEATMAPS)
         if SUMMARY in filenames or SUMMARY in dirnames:
             found.append(Path(dirpath))
+        skip = {HEATMAPS, *RESULT_FILES}
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in skip)
     return found, unsearched
 
 
 def find_runs(root: str | os.PathLike[str]) -> FoundRuns:
-    """Every stored run under `root` (a runs folder, one dataset's folder or one run folder), at any depth.
+    """Every stored run under `root` (a runs folder, one dataset's folder or one run folder), at any depth and
+    through symlinked folders.
 
     An unusable summary.json is skipped with its reason; two runs of one (dataset, name) are an error.
     """

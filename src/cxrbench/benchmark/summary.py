@@ -13,6 +13,8 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from cxrbench.errors import CxrbenchError
 
 SCHEMA_VERSION = 2
@@ -22,6 +24,32 @@ MAX_BYTES = 16 * 1024 * 1024
 
 class SummaryError(CxrbenchError):
     """A summary.json that cannot be used: unreadable, malformed or of another schema version."""
+
+
+def json_values(config: Any, what: str) -> dict[str, Any]:
+    """`config` as JSON values (paths become text); anything else is an error naming the key, before any work."""
+
+    def default(value: Any) -> Any:
+        if isinstance(value, Path):
+            return str(value)
+        if isinstance(value, np.generic):
+            return value.item()
+        raise TypeError(type(value).__name__)
+
+    if not isinstance(config, dict):
+        raise CxrbenchError(f"{what} must be a dict of JSON values, not {type(config).__name__}")
+    for key, value in config.items():
+        try:
+            json.dumps(value, default=default, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise CxrbenchError(f"{what}: key {key!r} is not a JSON value ({exc}); return text or numbers") from exc
+    return json.loads(json.dumps(config, default=default))
+
+
+def method_config(method: Any) -> dict[str, Any]:
+    """The method's class and `config()`: part of the cache key and the run identity (docs/results.md)."""
+    config = json_values(method.config() if hasattr(method, "config") else {}, f"method {method.name!r} config()")
+    return {"class": f"{type(method).__module__}.{type(method).__qualname__}", **config}
 
 
 @dataclass(frozen=True)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -149,19 +149,57 @@ def check_configurations(configurations: Sequence[Configuration], fixed: dict[st
             raise CxrbenchError(f"option(s) {', '.join(clash)} are both swept and fixed with -o; keep one")
 
 
+class GridProgress:
+    """One progress bar over every configuration's pairs; each run draws on it through a view (runner's
+    `progress` callable), the bar's label naming the configuration being run (`current`)."""
+
+    def __init__(self, configurations: int, enabled: bool):
+        self.configurations = configurations
+        self.enabled = enabled
+        self.current = ""
+        self.bar: Any = None
+
+    def __call__(self, description: str, total: int) -> _RunView:
+        if self.bar is None:  # every configuration runs the same pairs
+            from tqdm.auto import tqdm
+
+            self.bar = tqdm(
+                total=total * self.configurations, unit="pair", disable=not self.enabled, dynamic_ncols=True
+            )
+        self.bar.set_description(self.current or description)
+        return _RunView(self.bar)
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclass
+class _RunView:
+    bar: Any
+
+    def update(self, n: int = 1) -> None:
+        self.bar.update(n)
+
+    def close(self) -> None:
+        """The grid's bar outlives each run."""
+
+
 def run_sweep(
     method: str,
     dataset: str,
     configurations: Sequence[Configuration],
     *,
     fixed_options: dict[str, str] | None = None,
-    on_configuration: Callable[[Configuration], None] | None = None,
+    progress: bool = True,
     **run_options: Any,
 ) -> list[Any]:
-    """Run every configuration as `run_benchmark(method, dataset, name=..., method_options=fixed | options)`.
+    """Run every configuration as `run_benchmark(method, dataset, name=..., method_options=fixed | options)`,
+    with one progress bar over the whole grid.
 
     `run_options` go to every run (out, data_root, dataset_options, protocol, limit, seed, ...); a finished
-    configuration is not recomputed on a rerun (its heatmaps are cached), so a killed sweep resumes.
+    configuration is not recomputed on a rerun (its heatmaps are cached), so a killed sweep resumes. The runs share
+    the LDM's inversion trajectories and unthresholded maps (docs/ldm.md section 6).
     """
     from cxrbench.benchmark.runner import run_benchmark
 
@@ -172,21 +210,23 @@ def run_sweep(
         from cxrbench.benchmark.executors import connect_ray, import_ray
 
         started = connect_ray(run_options.get("ray_address"))
+    bar = GridProgress(len(configurations), progress)
     results = []
     try:
         for configuration in configurations:
-            if on_configuration is not None:
-                on_configuration(configuration)
+            bar.current = configuration.name
             results.append(
                 run_benchmark(
                     method,
                     dataset,
                     name=configuration.name,
                     method_options={**fixed, **configuration.options},
+                    progress=bar,
                     **run_options,
                 )
             )
     finally:
+        bar.close()
         if started:
             import_ray().shutdown()
     return results

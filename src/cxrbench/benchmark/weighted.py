@@ -6,13 +6,16 @@ frame only through how many pixels of each value lie in the target, in each box'
 the same formulas on the source values, each weighted by its block's pixel counts, give the same scores. Box
 edges cut the image's rows and columns into bands; each region is all in or all out of a band x band cell, so its
 block counts are the sum over its cells of rows[b] x cols[c], with rows[b, i] the rows of band b showing source row
-i (likewise columns).
+i (likewise columns). The source values are sorted once (a radix sort); every IoU threshold, binned-AUC bin and
+the exact AUC's tie groups are then read from running sums of the target and background counts in that order.
 """
 
 from __future__ import annotations
 
 import itertools
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -21,7 +24,7 @@ from cxrbench.benchmark.metrics import (
     BoxLike,
     Moments,
     PairScores,
-    Split,
+    ThresholdCounts,
     box_contrasts,
     box_slices,
     pair_scores,
@@ -88,10 +91,65 @@ def score_nearest(
     where, counts = grid.region(union)
     target[where] = counts
     n_target = int(np.outer(np.diff(row_edges), np.diff(col_edges))[union].sum())
-    split = Split.weighted(grid.values.ravel(), target.ravel(), (everything - target).ravel(), n_target)
+    split = SortedCounts.of(grid.values.ravel(), target.ravel(), everything.ravel(), n_target)
     frame = grid.moments((slice(None), slice(None)), everything)
     insides = (grid.moments(*grid.region(cells)) for cells in _cnr_cells(box_cells, protocol))
     return pair_scores(split, box_contrasts(insides, frame, protocol), thresholds)
+
+
+@dataclass(frozen=True)
+class SortedCounts(ThresholdCounts):
+    """The grid's values sorted once, with the target and background pixels among the first k of them (k = 0 ..
+    n, int64): every IoU threshold and binned-AUC bin is one binary search, the exact AUC one pass over the ties.
+    Blocks that show no pixel of a part (NaN blocks: none at all) add 0 to its counts."""
+
+    values: np.ndarray
+    target: np.ndarray
+    background: np.ndarray
+    n_target: int
+
+    @classmethod
+    def of(cls, values: np.ndarray, target: np.ndarray, everything: np.ndarray, n_target: int) -> SortedCounts:
+        """Values (float32, no NaN), each standing for `target` valid target pixels out of `everything` valid
+        pixels; `n_target` counts every target pixel, NaN ones too."""
+        order = _ascending_order(values)
+        below_target, below = _cumulative(target[order]), _cumulative(everything[order])
+        return cls(values[order], below_target, np.subtract(below, below_target, out=below), n_target)
+
+    def count_above(self, part: np.ndarray, thresholds: Sequence[float], inclusive: bool = False) -> np.ndarray:
+        keys = np.asarray(thresholds, dtype=np.float32)
+        return part[-1] - part[np.searchsorted(self.values, keys, side="left" if inclusive else "right")]
+
+    def auc(self) -> float:
+        """Mann-Whitney U with ties 1/2, as `metrics.Split.auc`: 2U = sum over the groups of equal values of
+        target pixels x (background pixels below the group + those below its end), an exact integer."""
+        n_pos, n_neg = int(self.target[-1]), int(self.background[-1])
+        if n_pos == 0 or n_neg == 0:
+            return math.nan
+        target, background = self.target, self.background
+        tied = self.values[1:] == self.values[:-1]
+        if tied.any():  # running sums at the group bounds only
+            bounds = np.flatnonzero(np.concatenate([[True], ~tied, [True]]))
+            target, background = target[bounds], background[bounds]
+        return int(np.dot(np.diff(target), background[:-1] + background[1:])) / (2 * n_pos * n_neg)
+
+
+def _cumulative(counts: np.ndarray) -> np.ndarray:
+    """0 and the running sums of `counts` (int64): pixels among the first k entries, k = 0 .. len(counts)."""
+    out = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=out[1:])
+    return out
+
+
+def _ascending_order(values: np.ndarray) -> np.ndarray:
+    """Indices that sort float32 values (no NaN) ascending, ties by index: a least-significant-digit radix sort of
+    order-preserving 32-bit keys (value bits, negatives reversed below positives) in two stable 16-bit passes,
+    NumPy's stable argsort of uint16 being a radix sort (2-5x faster here than NumPy's argsort of the values, the
+    most on maps with many ties)."""
+    bits = np.ascontiguousarray(values, dtype=np.float32).view(np.uint32)
+    keys = np.where(bits >> 31, ~bits, bits | np.uint32(0x80000000))
+    by_low = np.argsort(keys.astype(np.uint16), kind="stable")
+    return by_low[np.argsort((keys >> 16).astype(np.uint16)[by_low], kind="stable")]
 
 
 class _Grid:

@@ -91,9 +91,16 @@ def chosen_runs(runs_dir: Path, dataset: str, methods: str | None, protocol: str
     return select_runs(runs, dataset, names)
 
 
+def _device_name(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    """Refuse a blank device name; torch parses the others when the run starts."""
+    if value is not None and not value.strip():
+        raise click.BadParameter("give a device, e.g. cuda, cuda:1 or cpu")
+    return value
+
+
 def execution_options(command: Callable[..., Any]) -> Callable[..., Any]:
-    """Add --executor, --ray-address, --gpus-per-worker, --workers and --score-workers (docs/scaling.md) to a
-    command; it receives them as one `execution` dict of run_benchmark keyword arguments."""
+    """Add --executor, --ray-address, --gpus-per-worker, --workers, --score-workers and --score-device
+    (docs/scaling.md) to a command; it receives them as one `execution` dict of run_benchmark keyword arguments."""
 
     @functools.wraps(command)
     def wrapper(
@@ -103,6 +110,7 @@ def execution_options(command: Callable[..., Any]) -> Callable[..., Any]:
         gpus_per_worker: float | None,
         workers: int | None,
         score_workers: int | None,
+        score_device: str | None,
         **kwargs: Any,
     ) -> Any:
         execution = {
@@ -111,6 +119,7 @@ def execution_options(command: Callable[..., Any]) -> Callable[..., Any]:
             "gpus_per_worker": gpus_per_worker,
             "workers": workers,
             "score_workers": score_workers,
+            "score_device": score_device,
         }
         return command(*args, execution=execution, **kwargs)
 
@@ -131,7 +140,126 @@ def execution_options(command: Callable[..., Any]) -> Callable[..., Any]:
             help="Processes scoring finished pairs while heatmaps are computed (0: in this process; default: "
             "min(4, cores - 1) from 64 pairs on).",
         ),
+        click.option(
+            "--score-device",
+            metavar="DEVICE",
+            callback=_device_name,
+            help="Score maps in the image frame (full-frame, bilinear) with torch on this device (e.g. cuda), in "
+            "the run's process; nearest maps stay on their own grid (docs/scaling.md).",
+        ),
     )
+    for option in reversed(options):
+        wrapper = option(wrapper)
+    return wrapper
+
+
+def benchmark_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Add the options `run` and `sweep` share: the data, the method's weights, checkpoint, device and dtype,
+    -o/-O options, where and how runs are stored and scored, and `execution_options`. The command receives them
+    as one `run_options` dict of run_benchmark keyword arguments; its `method_options` hold the model options
+    and -o's (-o winning), those not given left out."""
+
+    @functools.wraps(command)
+    def wrapper(
+        *args: Any,
+        data_root: Path | None,
+        weights: Path | None,
+        checkpoint: Path | None,
+        device: str | None,
+        dtype: str | None,
+        allow_unverified_weights: bool,
+        extra: tuple[str, ...],
+        dataset_extra: tuple[str, ...],
+        out: Path,
+        limit: int | None,
+        protocol: str,
+        seed: int,
+        n_resamples: int,
+        force: bool,
+        on_error: str,
+        overwrite: bool,
+        no_progress: bool,
+        execution: dict[str, Any],
+        **kwargs: Any,
+    ) -> Any:
+        model = {
+            "weights": weights,
+            "checkpoint": checkpoint,
+            "device": device,
+            "dtype": dtype,
+            "allow_unverified_weights": allow_unverified_weights or None,  # the flag left off is not passed
+        }
+        method_options = {k: v for k, v in {**model, **parse_options(extra)}.items() if v is not None}
+        run_options = {
+            "data_root": str(data_root) if data_root else None,
+            "method_options": method_options,
+            "dataset_options": parse_dataset_options(dataset_extra),
+            "out": out,
+            "protocol": protocol,
+            "limit": limit,
+            "seed": seed,
+            "n_resamples": n_resamples,
+            "force": force,
+            "overwrite": overwrite,
+            "on_error": on_error,
+            "progress": not no_progress,
+            **execution,
+        }
+        return command(*args, run_options=run_options, **kwargs)
+
+    options = (
+        click.option("--data-root", type=click.Path(path_type=Path), help="Folder holding the dataset's files."),
+        click.option("--weights", type=click.Path(path_type=Path), help="Folder with the method's weights."),
+        click.option("--checkpoint", type=click.Path(path_type=Path), help="Tuned checkpoint folder (ldm-tuned)."),
+        click.option("--device", callback=_device_name, help="Torch device for model methods, e.g. cuda, cuda:1, cpu."),
+        click.option("--dtype", type=click.Choice(["float32", "bfloat16", "float16"]), help="Model dtype."),
+        click.option(
+            "--allow-unverified-weights", is_flag=True, help="Load weight files that have no recorded sha256."
+        ),
+        click.option("--option", "-o", "extra", multiple=True, metavar="KEY=VALUE", help="Method-specific option."),
+        click.option(
+            "--dataset-option",
+            "-O",
+            "dataset_extra",
+            multiple=True,
+            metavar="KEY=VALUE",
+            help="Dataset-specific option, e.g. lut=lut.json (vindr), split=test, extractor=radgraph.",
+        ),
+        click.option(
+            "--out",
+            type=click.Path(path_type=Path),
+            default=Path("runs"),
+            show_default=True,
+            help="Results go to OUT/<dataset>/<name>/ (docs/results.md).",
+        ),
+        click.option("--limit", type=click.IntRange(min=1), help="Score only the first N pairs."),
+        click.option(
+            "--protocol",
+            type=click.Choice(["cxrbench", "published"]),
+            default="cxrbench",
+            show_default=True,
+            help="Scoring protocol: cxrbench, or published (equal to the authors' evaluation code; docs/protocol.md).",
+        ),
+        click.option("--overwrite", is_flag=True, help="Replace a stored run of another identity in the run folder."),
+        click.option("--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Bootstrap seed."),
+        click.option(
+            "--n-resamples",
+            type=click.IntRange(min=100, max=1_000_000),
+            default=10_000,
+            show_default=True,
+            help="Bootstrap resamples.",
+        ),
+        click.option("--force", is_flag=True, help="Recompute heatmaps even when cached."),
+        click.option(
+            "--on-error",
+            type=click.Choice(["fail", "skip"]),
+            default="fail",
+            show_default=True,
+            help="skip: log a failing pair to errors.csv and go on.",
+        ),
+        click.option("--no-progress", is_flag=True, help="Hide the progress bar."),
+    )
+    wrapper = execution_options(wrapper)
     for option in reversed(options):
         wrapper = option(wrapper)
     return wrapper

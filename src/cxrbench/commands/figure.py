@@ -79,7 +79,17 @@ def figure(
     )
     if not chosen:
         raise CxrbenchError(f"no pair is scored by every run of {', '.join(names)} with a defined {metric}")
+    asked = {"--best": best, "--worst": worst, "--random": random_n}
+    for option, n in asked.items():
+        if n is not None and len(chosen) < n:
+            defined = "" if option == "--random" else f" with a defined {metric}"
+            click.echo(
+                f"only {len(chosen)} pairs are scored by every run of {', '.join(names)}{defined}; the figure shows "
+                f"{len(chosen)}, not the {n} asked for with {option}",
+                err=True,
+            )
     samples = q.open_run_dataset(runs[0], str(data_root) if data_root else None, parse_dataset_options(dataset_extra))
     rows = q.build_rows(runs, samples, chosen, metrics, device, scores)
     path = save_figure(q.draw(rows, names, cmap), output, dpi)
     click.echo(f"wrote {path} ({len(chosen)} pairs x {len(names)} methods)", err=True)
+    click.echo(f"pairs, top to bottom (redraw them with --pairs): {','.join(chosen)}", err=True)

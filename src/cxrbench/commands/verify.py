@@ -18,9 +18,9 @@ from cxrbench.errors import DataError
 )
 def verify(name: str, data_root: Path | None, options: tuple[str, ...]) -> None:
     """Check each file dataset NAME reads against the SHA256SUMS.txt of its PhysioNet project (exit 2 on a
-    missing or mismatching file)."""
+    missing or mismatching file, or one without a SHA256SUMS.txt to check it against)."""
     from cxrbench.commands.common import open_dataset
-    from cxrbench.datasets.verify import counts, verify_files
+    from cxrbench.datasets.verify import counts, unchecked_error, verify_files
 
     dataset = open_dataset(name, data_root, options)
     if not hasattr(dataset, "files"):
@@ -38,6 +38,8 @@ def verify(name: str, data_root: Path | None, options: tuple[str, ...]) -> None:
         raise DataError(
             f"{name}: {found['mismatch']} file(s) differ from and {found['missing']} are missing from the download"
         )
+    if found["unchecked"]:
+        raise unchecked_error(name, checks)
     if hasattr(dataset, "release"):
         release = dataset.release()
         click.echo(

@@ -15,7 +15,9 @@ from cxrbench.errors import DataError
 from cxrbench.hashing import sha256_file
 
 STATES = ("ok", "mismatch", "missing", "extra", "unchecked")
+PHYSIONET_FILES = "https://physionet.org/files"
 _LINE = re.compile(r"(?P<digest>[0-9a-fA-F]{64}) [ *](?P<name>.+)")
+_VERSION = re.compile(r"\d+(?:\.\d+)*")
 
 
 @dataclass(frozen=True)
@@ -70,3 +72,30 @@ def verify_files(files: Iterable[Path]) -> list[FileCheck]:
 def counts(checks: Iterable[FileCheck]) -> dict[str, int]:
     found = Counter(c.state for c in checks)
     return {state: found[state] for state in STATES}
+
+
+def published_sums(path: Path) -> tuple[Path, str] | None:
+    """For a file in a PhysioNet download (`.../files/<project>/<version>/...`): where the project's
+    SHA256SUMS.txt belongs (its version root) and where PhysioNet publishes it; None for a tree laid out by hand."""
+    parts = path.absolute().parts
+    for i in range(len(parts) - 4, -1, -1):
+        if parts[i] == "files" and _VERSION.fullmatch(parts[i + 2]):
+            return Path(*parts[: i + 3]) / SUMS, f"{PHYSIONET_FILES}/{parts[i + 1]}/{parts[i + 2]}/{SUMS}"
+    return None
+
+
+def unchecked_error(name: str, checks: Iterable[FileCheck]) -> DataError:
+    """The error for files no SHA256SUMS.txt lies above: which file is missing, where, and where PhysioNet
+    publishes it (docs/datasets.md, "Verifying a download")."""
+    unchecked = [c.path for c in checks if c.state == "unchecked"]
+    wanted = dict.fromkeys(published_sums(path) for path in unchecked)
+    fixes = [f"download {url} to {local}" for local, url in (w for w in wanted if w is not None)]
+    if None in wanted:
+        fixes.append(
+            f"files laid out by hand need their project downloaded as PhysioNet lays it out, with the {SUMS} it "
+            f"publishes at each version root ({PHYSIONET_FILES}/<project>/<version>/{SUMS})"
+        )
+    return DataError(
+        f"{name}: {len(unchecked)} file(s) have no {SUMS} in any folder above them, so nothing verifies them "
+        f"(e.g. {unchecked[0]}); {'; '.join(fixes)}"
+    )

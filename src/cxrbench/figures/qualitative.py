@@ -14,7 +14,7 @@ from __future__ import annotations
 import math
 import os
 import textwrap
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,9 @@ SHOWN_METRICS = ("cnr", "miou")
 CMAPS = ("viridis", "magma", "cividis", "inferno", "plasma")  # perceptually uniform (matplotlib's own)
 BOX_COLOUR = "#ff2a2a"
 HEATMAP_ALPHA = 0.6
+ROW_FONTSIZE, COLUMN_FONTSIZE = 8, 9
+TITLE_ROOM = 0.92  # of a panel's side: titles are shortened to fit it, with a margin for the backends' metrics
+ELLIPSIS = "\u2026"
 
 
 @dataclass(frozen=True)
@@ -125,11 +128,15 @@ def image_frame(heatmap: np.ndarray, sample: Sample, frame: str, interpolation: 
 
 
 def _cache(run: RunSummary) -> HeatmapCache | None:
-    """The run's method cache (read as the runner wrote it), or None when the run cached nothing."""
+    """The run's method cache (read as the runner wrote it), or None when the run cached nothing: beside the run
+    folder where it really lies (a run folder linked in from elsewhere), else beside the link."""
     if run.path is None or not run.settings.get("cached"):
         return None
-    folder = run.path.parent.parent / store.HEATMAPS / run.method
-    return HeatmapCache(folder) if folder.is_dir() else None
+    folder = run.path.parent
+    for datasets in dict.fromkeys((folder.resolve().parent, folder.parent)):
+        if (datasets / store.HEATMAPS / run.method).is_dir():
+            return HeatmapCache(datasets / store.HEATMAPS / run.method)
+    return None
 
 
 def raw_heatmaps(run: RunSummary, samples: Sequence[Sample], device: str | None = None) -> list[np.ndarray]:
@@ -156,7 +163,7 @@ def _recompute(
     """Rebuild the run's method from its stored options, call it on `samples` as the runner does (capability,
     batches, output check) and cache the maps when the run cached."""
     from cxrbench.benchmark.executors import PairError, call_method, load_image
-    from cxrbench.benchmark.runner import method_config
+    from cxrbench.benchmark.summary import method_config
     from cxrbench.capabilities import describe
     from cxrbench.registry import load_method
 
@@ -265,6 +272,52 @@ def score_text(scores: Mapping[str, float]) -> str:
     return "\n".join(lines)
 
 
+def text_width(text: str, fontsize: float) -> float:
+    """The width in points of one line of `text` as matplotlib draws it in its default font."""
+    from matplotlib.font_manager import FontProperties
+    from matplotlib.textpath import TextToPath
+
+    width, _, _ = TextToPath().get_text_width_height_descent(text, FontProperties(size=fontsize), ismath=False)
+    return float(width)
+
+
+def _cut(text: str, keep: int) -> str:
+    head = keep // 3
+    return f"{text[:head]}{ELLIPSIS}{text[len(text) - keep + head :]}"
+
+
+def shorten_middle(text: str, fits: Callable[[str], bool]) -> str:
+    """`text` when it fits, else the longest cut that does (a binary search on the characters kept): its first
+    third and last two thirds around an ellipsis, keeping the distinctive end of an id (an MS-CXR
+    `<dicom id>:<hash>` keeps its hash)."""
+    if fits(text):
+        return text
+    low, high = 0, len(text) - 1  # _cut(text, low) fits (the ellipsis alone is taken as fitting)
+    while low < high:
+        middle = (low + high + 1) // 2
+        if fits(_cut(text, middle)):
+            low = middle
+        else:
+            high = middle - 1
+    return _cut(text, low)
+
+
+def row_title(prompt: str, pair_id: str, width: float, fontsize: float = ROW_FONTSIZE) -> str:
+    """The prompt wrapped (at 28 characters, fewer where a line would be wider than `width` points) above the
+    pair id in brackets, shortened in the middle to that width (shorten_middle)."""
+
+    def fits(line: str) -> bool:
+        return text_width(line, fontsize) <= width
+
+    lines: list[str] = []
+    for columns in range(28, 0, -1):
+        lines = textwrap.wrap(prompt, columns)
+        if all(fits(line) for line in lines):
+            break
+    shown = shorten_middle(pair_id, lambda short: fits(f"[{short}]"))
+    return "\n".join([*lines, f"[{shown}]"])
+
+
 def _layout(n_rows: int, n_cols: int, panel: float, title_lines: int) -> tuple[Figure, np.ndarray, Any]:
     """A figure of n_rows x n_cols square panels of `panel` inches, fixed margins (room for row titles of
     `title_lines` lines on the left, column titles on top) and a colour bar axes on the right. A fixed layout
@@ -308,7 +361,9 @@ def draw(
     if not rows:
         raise CxrbenchError("no pair to draw")
     norm = Normalize(vmin=0.0, vmax=1.0)
-    titles = [textwrap.fill(row.sample.prompt, 28) + f"\n[{row.sample.pair_id}]" for row in rows]
+    room = panel * 72 * TITLE_ROOM  # a title's width in points, along the panel's side
+    titles = [row_title(row.sample.prompt, row.sample.pair_id, room) for row in rows]
+    heads = [shorten_middle(name, lambda short: text_width(short, COLUMN_FONTSIZE) <= room) for name in columns]
     fig, axes, bar_axes = _layout(len(rows), len(columns) + 1, panel, max(t.count("\n") + 1 for t in titles))
     for r, row in enumerate(rows):
         s = row.sample
@@ -342,8 +397,8 @@ def draw(
             ax.set_xticks([])
             ax.set_yticks([])
             if r == 0:
-                ax.set_title("image, boxes" if c == 0 else columns[c - 1], fontsize=9, parse_math=False)
-        axes[r][0].set_ylabel(titles[r], fontsize=8, parse_math=False)
+                ax.set_title("image, boxes" if c == 0 else heads[c - 1], fontsize=COLUMN_FONTSIZE, parse_math=False)
+        axes[r][0].set_ylabel(titles[r], fontsize=ROW_FONTSIZE, parse_math=False)
     bar = fig.colorbar(ScalarMappable(norm=norm, cmap=cmap), cax=bar_axes)
     bar.set_label("heatmap, min-max normalised", fontsize=8)
     bar.ax.tick_params(labelsize=7)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import math
 import re
+import shlex
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -64,6 +65,8 @@ def build_ablation(
         methods = sorted({r.identity.method for r in runs if dataset is None or r.dataset == dataset})
         where = "" if protocol is None else f" scored with the {protocol} protocol"
         raise CxrbenchError(f"no stored run of method {method!r}{where}; runs exist for {', '.join(methods) or 'none'}")
+    if len({r.dataset for r in chosen}) == 1:
+        _check_one_manifest(chosen)
     names = sorted(r.name for r in chosen)
     board = build_leaderboard(chosen, dataset, names, metrics, protocol=protocol)
     configs = {r.name: r.identity.method_config for r in chosen}
@@ -73,6 +76,56 @@ def build_ablation(
     )
     options = {name: {k: configs[name].get(k) for k in varied} for name in names}
     return Ablation(method, board, varied, options)
+
+
+def _data(run: RunSummary) -> str:
+    """What decided the run's pairs, as the run recorded it: limit, dataset options, data root."""
+    options = run.settings.get("options", {}).get("dataset") or {}
+    parts = [f"limit {run.identity.limit}" if run.identity.limit is not None else "no limit"]
+    parts += [f"{k}={_display(v)}" for k, v in sorted(options.items())]
+    if run.settings.get("data_root"):
+        parts.append(f"data root {run.settings['data_root']}")
+    return ", ".join(parts)
+
+
+def rerun_command(run: RunSummary, data: RunSummary) -> str:
+    """The `cxrbench run` that stores `run` again, with its method options, on the data `data` was scored on."""
+    words = ["cxrbench", "run", "-m", run.method, "-d", run.dataset]
+    if data.settings.get("data_root"):
+        words += ["--data-root", str(data.settings["data_root"])]
+    for key, value in sorted((data.settings.get("options", {}).get("dataset") or {}).items()):
+        words += ["-O", f"{key}={_display(value)}"]
+    if data.identity.limit is not None:
+        words += ["--limit", str(data.identity.limit)]
+    for key, value in sorted((run.settings.get("options", {}).get("method") or {}).items()):
+        words += ["-o", f"{key}={_display(value)}"]
+    if run.protocol != "cxrbench":
+        words += ["--protocol", run.protocol]
+    if run.path is not None:
+        words += ["--out", str(run.path.parent.parent.parent)]
+    return shlex.join([*words, "--name", run.name, "--overwrite"])
+
+
+def _check_one_manifest(runs: Sequence[RunSummary]) -> None:
+    """Refuse runs of one dataset scored on different versions of its data, naming the runs of each version
+    and the commands that rerun the smaller groups on the data of the largest (ties: by name)."""
+    groups: dict[str, list[RunSummary]] = {}
+    for run in sorted(runs, key=lambda r: r.name):
+        groups.setdefault(run.identity.manifest_sha256, []).append(run)
+    if len(groups) < 2:
+        return
+    ordered = sorted(groups.values(), key=lambda g: (-len(g), g[0].name))
+    reference = ordered[0][0]
+    described = "; ".join(
+        f"{', '.join(r.name for r in g)} ({_data(g[0])}, data {g[0].identity.manifest_sha256[:8]})" for g in ordered
+    )
+    others = [r for g in ordered[1:] for r in g]
+    commands = "; ".join(f"`{rerun_command(r, reference)}`" for r in others)
+    raise CxrbenchError(
+        f"the runs of {reference.method} on '{reference.dataset}' were scored on different versions of the dataset, "
+        f"which one ablation cannot compare: {described}. Rerun {', '.join(r.name for r in others)} on the data "
+        f"of {reference.name}: {commands} (or rerun them all, if the files changed since)"
+    )
 
 
 def _frame(ablation: Ablation) -> pd.DataFrame:

@@ -159,9 +159,31 @@ class Leaderboard:
         if self.bounds:
             out.append(f"In italics: reference bounds ({', '.join(sorted(self.bounds))}), not ranked.")
         if marks is not None:
-            out.append("Bold: best mean, underlined: second best (as printed; bounds excepted).")
-            if marks.test is not None:
-                out.append(f"Dagger: the best is significantly better than the second best ({marks.test}).")
+            out += self._mark_sentences(marks)
+        return out
+
+    def _mark_sentences(self, marks: Marks) -> list[str]:
+        """The marks the table shows, and only those: bold and underline where some cell has them, the dagger
+        where some cell has it (else, when some best was tested, that none is significant); nothing when no
+        cell is marked (all bounds, or a single ranked method)."""
+        ranks = [self.rank(cls, metric) for cls in self.classes for metric in self.metrics]
+        shown = [
+            text
+            for text, found in (
+                ("Bold: best mean", any(best for best, _ in ranks)),
+                ("underlined: second best", any(second for _, second in ranks)),
+            )
+            if found
+        ]
+        if not shown:
+            return []
+        excepted = "; bounds excepted" if self.bounds else ""
+        out = [f"{', '.join(shown)} (as printed{excepted})."]
+        tested = any(len(best) == 1 and second for best, second in ranks)  # cells whose best the test compares
+        if marks.test is not None and marks.daggers:
+            out.append(f"Dagger: the best is significantly better than the second best ({marks.test}).")
+        elif marks.test is not None and tested:
+            out.append(f"No best is significantly better than the second best ({marks.test}).")
         return out
 
     def footnote(self, cell: CellStyle = "ci", marks: Marks | None = None) -> str:

@@ -235,10 +235,14 @@ class PairMaps:
         self.sums[side] = self.sums.get(side, 0) + maps
         self.count += 1
 
-    def mean(self) -> np.ndarray:
-        """(pairs, 512, 512): the mean over every recorded (layer, step) map."""
-        total = sum(np.stack([resize(m, SIZE, SIZE) for m in grid]).astype(np.float64) for grid in self.sums.values())
-        return total / self.count
+    def pair(self, j: int) -> tuple[dict[int, np.ndarray], int]:
+        """Pair j's sums per grid side and the number of maps summed (what `mean_map` takes)."""
+        return {side: grid[j] for side, grid in self.sums.items()}, self.count
+
+
+def mean_map(sums: dict[int, np.ndarray], count: int) -> np.ndarray:
+    """One pair's 512 x 512 mean over its `count` recorded (layer, step) maps, from their sums per grid side."""
+    return sum(resize(grid, SIZE, SIZE).astype(np.float64) for grid in sums.values()) / count
 
 
 class TimestepMaps:

@@ -6,7 +6,8 @@ the last recorded step; the prompt-conditioned U-Net pass runs only on recorded 
 last recorded layer; only the chosen layers' attention probabilities are computed and each is reduced to its
 512 x 512 map at once (running sum, never all maps held); each distinct prompt is encoded once; each distinct
 image is encoded and inverted once, however many prompts it has; images and prompts are batched. Which layers and
-steps are recorded and how their maps are reduced: attention.py.
+steps are recorded and how their maps are reduced: attention.py. Given the run's shared folder (shared.py), a
+configuration reuses the inversion trajectories and unthresholded maps that other configurations stored there.
 """
 
 from __future__ import annotations
@@ -18,14 +19,14 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from cxrbench.anatomy.vocabulary import PATHOLOGIES
 from cxrbench.benchmark.protocol import resize
-from cxrbench.errors import DataError
+from cxrbench.errors import CxrbenchError, DataError
 from cxrbench.hashing import array_digest
-from cxrbench.methods.ldm.attention import HEATMAP, AttentionRecorder, PairMaps, Recording
+from cxrbench.methods.ldm.attention import HEATMAP, AttentionRecorder, PairMaps, Recording, mean_map
 from cxrbench.methods.ldm.ddim import alphas_cumprod, invert_step
 from cxrbench.methods.ldm.heatmap import SIZE, finish, real_tokens
 from cxrbench.methods.ldm.model import LATENT_SCALE, LdmModels
+from cxrbench.methods.ldm.shared import SharedWork, work_key
 
 if TYPE_CHECKING:
     from cxrbench.methods.ldm.codebook import Codebook
@@ -77,35 +78,106 @@ def encode_images(models: LdmModels, images: Sequence[np.ndarray]):
     return mean.float() * LATENT_SCALE
 
 
-def token_spans(tokenizer, prompts: Sequence[str], tokens: Tokens = "all") -> list[slice]:
+def token_spans(
+    tokenizer, prompts: Sequence[str], tokens: Tokens = "all", class_names: Sequence[str] | None = None
+) -> list[slice]:
     """The token positions each prompt's map averages: its real tokens (1 .. n-2), or with `tokens="pathology"`
-    those of the pathology it names (pathology_span)."""
+    those of the pair's class (pathology_span)."""
     if tokens == "pathology":
-        return [pathology_span(tokenizer, prompt) for prompt in prompts]
+        if class_names is None:
+            raise CxrbenchError("option tokens=pathology needs the pairs' class names (the runner passes them)")
+        return [pathology_span(tokenizer, p, c) for p, c in zip(prompts, class_names, strict=True)]
     return [real_tokens(n) for n in token_counts(tokenizer, prompts)]
 
 
-def pathology_span(tokenizer, prompt: str) -> slice:
-    """The published attribution experiment's token positions (sampler.py, `cls_name`): the positions p of the
-    prompt's ids that are sub-tokens of the pathology's name, from the first (a) to the last (b), taken as
-    slice(a, b) -- b itself only when a == b. The pathology is the one name of the vocabulary whose sub-tokens
-    all occur, in order and adjacent, in the prompt; a prompt naming none or several is a DataError."""
+def pathology_span(tokenizer, prompt: str, pathology: str) -> slice:
+    """The published attribution experiment's token positions (sampler.py, `cls_name`, the pair's class): the
+    positions p of the prompt's ids that are any sub-token of the pathology's name, from the first (a) to the last
+    (b), taken as slice(a, b) -- b itself only when a == b. A prompt holding none is a DataError (the published
+    code drops the pair)."""
     ids = tokenizer(prompt, truncation=True, max_length=MAX_TOKENS).input_ids
-    found = {}
-    for name in PATHOLOGIES:
-        sub = tokenizer(name.lower(), add_special_tokens=False).input_ids
-        if any(ids[i : i + len(sub)] == sub for i in range(len(ids) - len(sub) + 1)):
-            found[name] = set(sub)
-    if len(found) != 1:
-        what = "none" if not found else "several (" + ", ".join(found) + ")"
-        raise DataError(
-            f"prompt {prompt!r} names {what} of the pathologies {', '.join(PATHOLOGIES)}: option tokens=pathology "
-            "needs exactly one"
-        )
-    (sub,) = found.values()
+    sub = set(tokenizer(pathology, add_special_tokens=False).input_ids)
     positions = [i for i, token in enumerate(ids) if token in sub]
+    if not positions:
+        raise DataError(
+            f"prompt {prompt!r} holds no token of its class {pathology!r}: option tokens=pathology leaves such pairs "
+            "out, as the published attribution experiment does"
+        )
     first, last = positions[0], positions[-1]
     return slice(first, last + 1 if last == first else last)
+
+
+def invert(models: LdmModels, z, empty, recording: Recording):
+    """DDIM inversion of the latents `z` (float32, one per image) with the empty prompt's context `empty` (1 x 77 x D),
+    up to the recording's last step: the latents fed to the U-Net at each recorded step, (steps, images, C, H, W)."""
+    import torch
+
+    timesteps, alphas = recording.timesteps(), alphas_cumprod()
+    last_step, kept = recording.steps[-1], []
+    with torch.no_grad():
+        for i, t in enumerate(timesteps[: last_step + 1]):
+            if i in recording.steps:
+                kept.append(z)
+            if i == last_step:
+                break
+            t_batch = torch.full((len(z),), int(t), device=models.device, dtype=torch.long)
+            v = models.unet(z.to(models.dtype), t_batch, empty.expand(len(z), -1, -1)).float()
+            z = invert_step(z, v, float(alphas[t]), float(alphas[timesteps[i + 1]]))
+    return torch.stack(kept)
+
+
+class _Keys:
+    """Keys of the shared work (shared.py) for one batch: everything the inversion depends on besides the image."""
+
+    def __init__(self, models: LdmModels, recording: Recording, empty):
+        self.base = {
+            "weights": models.hashes,
+            "dtype": str(models.dtype),
+            "schedule": recording.schedule,
+            "spacing": recording.spacing,
+            "empty": array_digest(empty.float().cpu().numpy()),
+        }
+        self.recording = recording
+
+    def trajectory(self, image: str) -> str:
+        return work_key(kind="trajectory", image=image, **self.base)
+
+    def maps(self, image: str, context, span: slice) -> str:
+        recording = self.recording
+        return work_key(
+            kind="maps",
+            image=image,
+            context=array_digest(context.float().cpu().numpy()),
+            span=[span.start, span.stop],
+            layers=list(recording.layers),
+            steps=[recording.steps.start, recording.steps.stop],
+            **self.base,
+        )
+
+
+def window_latents(
+    models: LdmModels,
+    images: Sequence[np.ndarray],
+    digests: Sequence[str],
+    keys: _Keys,
+    empty,
+    shared: SharedWork | None,
+):
+    """The recorded window's latents of each image, (steps, images, C, H, W): stored trajectories where the shared
+    work holds them, the others inverted together (and stored)."""
+    import torch
+
+    steps = keys.recording.steps
+    found = [shared.trajectory(keys.trajectory(d), steps) if shared else None for d in digests]
+    missing = [i for i, latents in enumerate(found) if latents is None]
+    if missing:
+        computed = invert(models, encode_images(models, [images[i] for i in missing]), empty, keys.recording)
+        for k, i in enumerate(missing):
+            found[i] = computed[:, k]
+            if shared is not None:
+                shared.put_trajectory(keys.trajectory(digests[i]), steps, computed[:, k].cpu().numpy())
+    # one memory layout whatever their source: the U-Net's result can depend on it (oneDNN picks kernels by layout)
+    return torch.stack([torch.as_tensor(latents, device=models.device) for latents in found], dim=1).contiguous()
 
 
 def fast_heatmaps(
@@ -116,30 +188,36 @@ def fast_heatmaps(
     otsu: bool = True,
     codebook: Codebook | None = None,
     tokens: Tokens = "all",
+    shared: SharedWork | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> list[np.ndarray]:
-    """512 x 512 heatmaps for (image, prompt) pairs; see the module docstring for what is skipped."""
+    """512 x 512 heatmaps for (image, prompt) pairs; see the module docstring for what is skipped. With `shared`,
+    attention maps and trajectories other configurations stored there are reused, and this call's are stored.
+    `class_names`: the pairs' classes, for `tokens="pathology"`."""
     import torch
 
-    spans = token_spans(models.tokenizer, prompts, tokens)  # before any work: a bad prompt fails at once
-    keys = [array_digest(im) for im in images]
-    distinct_images = list(dict.fromkeys(keys))
+    spans = token_spans(models.tokenizer, prompts, tokens, class_names)  # a bad prompt fails before any work
+    digests = [array_digest(im) for im in images]
     distinct_prompts = list(dict.fromkeys(prompts))
-    image_of = torch.tensor([distinct_images.index(k) for k in keys], device=models.device)
-    first = {k: images[keys.index(k)] for k in distinct_images}
-    z = encode_images(models, [first[k] for k in distinct_images])
     context = encode_text(models, ["", *distinct_prompts], codebook)
-    empty = context[:1].expand(len(distinct_images), -1, -1)
     pair_context = context[[1 + distinct_prompts.index(p) for p in prompts]]
-    maps = PairMaps(spans)
-    timesteps, alphas = recording.timesteps(), alphas_cumprod()
-    last_step = recording.steps[-1]
-    with AttentionRecorder(models.unet, recording.layers, maps.add) as recorder, torch.no_grad():
-        for i, t in enumerate(timesteps[: last_step + 1]):
-            t_batch = torch.full((len(distinct_images),), int(t), device=models.device, dtype=torch.long)
-            if i in recording.steps:
-                recorder.recorded_pass(z[image_of].to(models.dtype), t_batch[image_of], pair_context)
-            if i == last_step:
-                break
-            v = models.unet(z.to(models.dtype), t_batch, empty).float()
-            z = invert_step(z, v, float(alphas[t]), float(alphas[timesteps[i + 1]]))
-    return [finish(m, otsu) for m in maps.mean()]
+    keys = _Keys(models, recording, context[:1])
+    map_keys = [keys.maps(d, c, span) for d, c, span in zip(digests, pair_context, spans, strict=True)]
+    found = [shared.maps(k) if shared else None for k in map_keys]
+    todo = [j for j, entry in enumerate(found) if entry is None]
+    if todo:
+        distinct = list(dict.fromkeys(digests[j] for j in todo))
+        first = {d: images[digests.index(d)] for d in distinct}
+        latents = window_latents(models, [first[d] for d in distinct], distinct, keys, context[:1], shared)
+        image_of = torch.tensor([distinct.index(digests[j]) for j in todo], device=models.device)
+        maps = PairMaps([spans[j] for j in todo])
+        timesteps = recording.timesteps()
+        with AttentionRecorder(models.unet, recording.layers, maps.add) as recorder, torch.no_grad():
+            for step, z in zip(recording.steps, latents, strict=True):
+                t_batch = torch.full((len(todo),), int(timesteps[step]), device=models.device, dtype=torch.long)
+                recorder.recorded_pass(z[image_of].to(models.dtype), t_batch, pair_context[todo])
+        for k, j in enumerate(todo):
+            found[j] = maps.pair(k)
+            if shared is not None:
+                shared.put_maps(map_keys[j], *found[j])
+    return [finish(mean_map(*entry), otsu) for entry in found]

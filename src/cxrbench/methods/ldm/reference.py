@@ -58,10 +58,11 @@ def reference_heatmap(
     recording: Recording = HEATMAP,
     otsu: bool = True,
     tokens: Tokens = "all",
+    class_name: str | None = None,
 ) -> tuple[np.ndarray, int]:
-    """(the 512 x 512 heatmap, the number of U-Net calls made)."""
+    """(the 512 x 512 heatmap, the number of U-Net calls made); `class_name` for tokens="pathology"."""
     kept, calls = reference_maps(models, image, prompt, recording.timesteps())
-    span = token_spans(models.tokenizer, [prompt], tokens)[0]
+    span = token_spans(models.tokenizer, [prompt], tokens, None if class_name is None else [class_name])[0]
     chosen = [cross_attention_name(layer) for layer in recording.layers]
     maps = [token_map(kept[i][name].astype(np.float64), span) for i in recording.steps for name in chosen]
     return finish(np.mean(maps, axis=0), otsu), calls

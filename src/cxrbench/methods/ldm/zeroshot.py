@@ -24,6 +24,7 @@ from cxrbench.methods.ldm.codebook import Codebook
 from cxrbench.methods.ldm.ddim import inversion_timesteps
 from cxrbench.methods.ldm.model import load_ldm
 from cxrbench.methods.ldm.pipeline import Tokens, fast_heatmaps
+from cxrbench.methods.ldm.shared import SharedWork
 from cxrbench.weights import weights_root
 
 OTSU = "threshold_multiotsu(classes=2)"
@@ -41,6 +42,7 @@ class LdmZeroShot:
     interpolation = "nearest"
     otsu = True
     codebook: Codebook | None = None  # ldm-tuned's prompt embeddings
+    shared: SharedWork | None = None  # work shared with other configurations, when the runner gives a folder
 
     def __init__(
         self,
@@ -90,8 +92,23 @@ class LdmZeroShot:
             config["tokens"] = self.tokens
         return config
 
-    def heatmaps(self, images: Sequence[np.ndarray], prompts: Sequence[str]) -> list[np.ndarray]:
-        return fast_heatmaps(self.models, images, prompts, self.recording, self.otsu, self.codebook, self.tokens)
+    def share_work(self, folder: Path) -> None:
+        """Keep inversion trajectories and unthresholded maps in `folder`, for this and other configurations
+        (docs/ldm.md section 6)."""
+        self.shared = SharedWork(folder)
 
-    def heatmap(self, image: np.ndarray, prompt: str) -> np.ndarray:
-        return self.heatmaps([image], [prompt])[0]
+    @property
+    def uses_class_names(self) -> bool:
+        """tokens=pathology reads the pair's class, as the published attribution experiment (docs/ldm.md 5)."""
+        return self.tokens == "pathology"
+
+    def heatmaps(
+        self, images: Sequence[np.ndarray], prompts: Sequence[str], class_names: Sequence[str] | None = None
+    ) -> list[np.ndarray]:
+        models, recording = self.models, self.recording
+        return fast_heatmaps(
+            models, images, prompts, recording, self.otsu, self.codebook, self.tokens, self.shared, class_names
+        )
+
+    def heatmap(self, image: np.ndarray, prompt: str, class_name: str | None = None) -> np.ndarray:
+        return self.heatmaps([image], [prompt], None if class_name is None else [class_name])[0]

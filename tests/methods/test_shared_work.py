@@ -1,0 +1,139 @@
+"""Work shared between LDM configurations (docs/ldm.md section 6): a configuration that reuses stored trajectories
+and unthresholded maps gives bit for bit the heatmaps of an independent computation, and makes only the U-Net
+calls the documentation promises (counted with a hook, against the schedule's arithmetic)."""
+
+import numpy as np
+import pytest
+
+from ..conftest import require
+
+torch = require("torch")
+require("monai")
+require("transformers")
+
+SCHEDULE = 20  # trailing, stride 50: the published window is steps 8 .. 11; inverting to step 11 takes 11 calls
+WINDOW = range(8, 12)
+
+
+@pytest.fixture(scope="module")
+def pairs():
+    from cxrbench.datasets.demo import DemoDataset
+
+    samples = list(DemoDataset())
+    first, second = samples[0], samples[7]  # "right lower pneumonia", "right pleural pleural effusion"
+    image, other = first.load_image(), second.load_image()
+    # two prompts on one image (inverted once) and a second image
+    return [image, image, other], [first.prompt, "left lower pneumonia", second.prompt]
+
+
+class Calls:
+    """U-Net calls made inside the block."""
+
+    def __init__(self, unet):
+        self.unet = unet
+        self.count = 0
+
+    def __enter__(self):
+        self.handle = self.unet.register_forward_pre_hook(lambda *_: setattr(self, "count", self.count + 1))
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def recording(models, layers="3,4,6,7", steps=WINDOW):
+    from cxrbench.methods.ldm.attention import Recording, cross_attention_layers, select_layers
+
+    return Recording(select_layers(layers, cross_attention_layers(models.unet)), steps, SCHEDULE)
+
+
+@pytest.fixture
+def tuned_codebook(models):
+    """A codebook whose location rows moved (as tuning moves them): prompt contexts change, the empty one not."""
+    from cxrbench.methods.ldm.codebook import Codebook
+
+    codebook = Codebook.from_text_encoder(models.tokenizer, models.text_encoder)
+    with torch.no_grad():
+        codebook.location += 0.5 * torch.randn_like(codebook.location, generator=torch.Generator().manual_seed(0))
+    return codebook
+
+
+def test_configurations_reuse_trajectories_and_maps_with_identical_heatmaps(models, pairs, tuned_codebook, tmp_path):
+    from cxrbench.methods.ldm.pipeline import fast_heatmaps
+    from cxrbench.methods.ldm.shared import SharedWork
+
+    images, prompts = pairs
+    configurations = [  # (name, fast_heatmaps options, U-Net calls with the shared work of those before it)
+        ("default", {"recording": recording(models)}, 11 + 4),  # nothing stored: inversion + recorded passes
+        ("otsu off", {"recording": recording(models), "otsu": False}, 0),  # maps stored: no U-Net call
+        ("all layers", {"recording": recording(models, "0-10")}, 4),  # trajectory stored: recorded passes only
+        ("pathology tokens", {"recording": recording(models), "tokens": "pathology"}, 4),
+        ("tuned codebook", {"recording": recording(models), "codebook": tuned_codebook}, 4),
+        ("inner window", {"recording": recording(models, steps=range(9, 11))}, 2),  # inside the stored window
+        ("wider window", {"recording": recording(models, steps=range(6, 12))}, 11 + 6),  # not inside: inverted again
+    ]
+    shared = SharedWork(tmp_path / "shared")
+    for name, options, expected_calls in configurations:
+        independent = fast_heatmaps(models, images, prompts, **options)
+        with Calls(models.unet) as calls:
+            reused = fast_heatmaps(models, images, prompts, shared=shared, **options)
+        assert calls.count == expected_calls, name
+        for a, b in zip(reused, independent, strict=True):
+            assert np.array_equal(a, b), name
+    # a fresh index of the folder (another process) sees the same entries
+    with Calls(models.unet) as calls:
+        again = fast_heatmaps(models, images, prompts, recording(models, "0-10"), shared=SharedWork(shared.folder))
+    assert calls.count == 0
+    independent = fast_heatmaps(models, images, prompts, recording(models, "0-10"))
+    assert all(np.array_equal(a, b) for a, b in zip(again, independent, strict=True))
+
+
+def test_a_corrupt_entry_is_dropped_and_recomputed(models, pairs, tmp_path):
+    from cxrbench.methods.ldm.pipeline import fast_heatmaps
+    from cxrbench.methods.ldm.shared import SharedWork
+
+    images, prompts = pairs
+    shared = SharedWork(tmp_path)
+    expected = fast_heatmaps(models, images, prompts, recording(models), otsu=False, shared=shared)
+    trajectories = sorted(tmp_path.glob("traj-*.npz"))
+    assert len(trajectories) == 2  # one per distinct image
+    data = bytearray(trajectories[0].read_bytes())
+    data[-100] ^= 0xFF  # one flipped byte inside the latents
+    trajectories[0].write_bytes(bytes(data))
+    for entry in tmp_path.glob("maps-*.npz"):
+        entry.unlink()
+    with Calls(models.unet) as calls:
+        again = fast_heatmaps(models, images, prompts, recording(models), otsu=False, shared=SharedWork(tmp_path))
+    assert calls.count == 11 + 4  # the corrupt image inverted again, alone; the intact one read
+    assert not trajectories[0].exists()
+    # inverted in a batch of one instead of two: equal to float rounding (convolution kernels depend on the batch)
+    for a, b in zip(again, expected, strict=True):
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-4)
+
+
+def test_runs_share_work_through_the_runner_and_force_recomputes(bundle, tmp_path):
+    from cxrbench.benchmark.runner import run_benchmark
+    from cxrbench.methods.ldm.zeroshot import LdmZeroShot
+
+    def run(force=False, **options):
+        method = LdmZeroShot(weights=bundle, schedule=SCHEDULE, **options)
+        name = "+".join(f"{k}-{v}" for k, v in options.items()) or "default"
+        with Calls(method.models.unet) as calls:
+            result = run_benchmark(method, "demo", out=tmp_path, limit=2, name=name, progress=False, force=force)
+        return result, calls.count
+
+    _, calls = run()
+    assert calls == 11 + 4  # both pairs in one batch: each U-Net call takes both images
+    shared = tmp_path / "demo" / "heatmaps" / ".shared"
+    assert len(list(shared.glob("traj-*.npz"))) == 2
+    _, calls = run(otsu=False)
+    assert calls == 0
+    third, calls = run(layers="0-10")
+    assert calls == 4  # recorded passes only, both pairs in one batch
+    forced, calls = run(force=True, layers="0-10")
+    assert calls == 11 + 4
+    assert forced.scores.equals(third.scores)
+    # the shared folder is no run and no method's cache: the table lists the three runs
+    from cxrbench.benchmark.store import find_runs
+
+    assert sorted(r.name for r in find_runs(tmp_path).runs) == ["default", "layers-0-10", "otsu-False"]
