@@ -11,12 +11,10 @@ run's process; the runner's default pool), a first run computes every heatmap (t
 second run finds them all cached. Per run it prints the wall time of the `run_benchmark` call and of the whole
 process (start-up and imports included), the CPU time of the process and its scoring workers, and the summary's
 timings: total, load (decoding images), method, score (the per-pair scoring seconds summed, wherever they ran).
-Goal (issue 19): the cached run under 60 s on 2 cores. --malloc times the cached runs again with glibc's malloc
-mmap and trim thresholds raised (a fresh process otherwise returns the scorer's freed buffers to the system after
-every pair and page-faults them back in); --profile runs one more cached run with --score-workers 0 under cProfile
-and prints where its time goes.
+Goal (issue 19): the cached run under 60 s on 2 cores. --profile runs one more cached run with --score-workers 0
+under cProfile and prints where its time goes.
 
-Usage: python benchmarks/score_run.py [--workdir DIR] [--pairs 1153] [--malloc] [--profile]
+Usage: python benchmarks/score_run.py [--workdir DIR] [--pairs 1153] [--profile]
 """
 
 from __future__ import annotations
@@ -49,7 +47,6 @@ HEIGHT, WIDTH = 3056, 2544  # MIMIC-CXR
 MAP_SIDE = 512
 MS_CXR_PAIRS = 1153
 CSV_NAME = "MS_CXR_Local_Alignment_v1.1.0.csv"
-MALLOC = ("MALLOC_MMAP_THRESHOLD_=67108864", "MALLOC_TRIM_THRESHOLD_=268435456")
 
 
 class NearestMap:
@@ -194,15 +191,13 @@ def child(root: str, score_workers: int | None, force: bool, profile: bool) -> N
     )
 
 
-def timed_run(
-    root: Path, score_workers: int | None, force: bool, profile: bool = False, env: dict[str, str] | None = None
-) -> dict:
+def timed_run(root: Path, score_workers: int | None, force: bool, profile: bool = False) -> dict:
     """Run `child` in a new Python process: its JSON, plus the process's wall and CPU seconds (its scoring
     workers' included)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     command = [sys.executable, __file__, "--child", json.dumps([str(root), score_workers, force, profile])]
-    out = subprocess.run(command, capture_output=True, text=True, env={**os.environ, **(env or {})})
+    out = subprocess.run(command, capture_output=True, text=True)
     wall = time.perf_counter() - start
     if out.returncode:
         sys.exit(f"run failed:\n{out.stderr}")
@@ -233,12 +228,6 @@ def main() -> None:
     parser.add_argument("--workdir", type=Path, help="dataset and runs folder, kept (default: a temporary one)")
     parser.add_argument("--pairs", type=int, default=MS_CXR_PAIRS, help="pairs in the synthetic release")
     parser.add_argument("--profile", action="store_true", help="also profile a cached run (--score-workers 0)")
-    parser.add_argument(
-        "--malloc",
-        action="store_true",
-        help=f"also time the cached runs with glibc's malloc thresholds raised ({' '.join(MALLOC)}, inherited by "
-        "the scoring processes): freed scorer buffers are then reused instead of returned to the system",
-    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -254,10 +243,6 @@ def main() -> None:
             print(f"{label}:")
             report("first", timed_run(root, workers, force=True))
             report("cached", timed_run(root, workers, force=False))
-        if args.malloc:
-            print(f"cached runs with {' '.join(MALLOC)}:")
-            for workers, label in ((0, "workers 0"), (None, "default")):
-                report(label, timed_run(root, workers, force=False, env=dict(m.split("=") for m in MALLOC)))
         if args.profile:
             print("profile of a cached run, --score-workers 0:")
             report("profiled", timed_run(root, 0, force=False, profile=True))

@@ -287,6 +287,15 @@ def test_score_worker_option_is_checked():
     assert default_score_workers(12) == 0 and 1 <= default_score_workers(1153) <= 4
 
 
+@pytest.mark.parametrize(("cores", "expected", "cached"), [(2, 1, 0), (3, 2, 2), (8, 4, 4), (64, 4, 4)])
+def test_default_score_workers_for_cached_runs(monkeypatch, cores, expected, cached):
+    """One spare core per scoring process, at most 4; a lone process is dropped when every map is cached."""
+    monkeypatch.setattr("os.cpu_count", lambda: cores)
+    assert default_score_workers(1153) == expected
+    assert default_score_workers(1153, cached_only=True) == cached
+    assert default_score_workers(63, cached_only=True) == 0
+
+
 class _PickyBatched:
     """Batches of 4; a prompt naming 'Edema' is a data error (as ldm's tokens=pathology is for its pair)."""
 

@@ -584,7 +584,9 @@ def _context() -> Any:
     return context
 
 
-def default_score_workers(n_pairs: int) -> int:
+def default_score_workers(n_pairs: int, cached_only: bool = False) -> int:
     """Scoring processes when none are asked for: none for small runs (a process costs ~1 s to start), else one
-    per spare core, at most 4."""
-    return 0 if n_pairs < 64 else max(1, min(4, (os.cpu_count() or 1) - 1))
+    per spare core, at most 4; but none where only one would run and every map is cached (`cached_only`): with no
+    method to overlap with, one process only adds the transfer of each map (docs/scaling.md)."""
+    workers = 0 if n_pairs < 64 else max(1, min(4, (os.cpu_count() or 1) - 1))
+    return 0 if cached_only and workers == 1 else workers

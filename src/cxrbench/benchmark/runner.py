@@ -431,9 +431,9 @@ def run_benchmark(
                     engine.cache.clear()
             timer = _Timer()
             to_compute = [s for s in samples if engine.needs_computing(s)]
-            pool_size = default_score_workers(len(samples)) if score_workers is None else score_workers
-            if score_device is not None or not to_compute:  # torch scores here; cached maps only: nothing to overlap
-                pool_size = 0
+            pool_size = default_score_workers(len(samples), cached_only=not to_compute)
+            pool_size = pool_size if score_workers is None else score_workers
+            pool_size = 0 if score_device is not None else pool_size  # torch scores in this process
             rows, errors = _score_all(engine, runner, samples, to_compute, on_error, progress, pool_size, timer)
             if not rows:
                 first = errors[0]

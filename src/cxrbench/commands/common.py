@@ -249,7 +249,7 @@ def benchmark_options(command: Callable[..., Any]) -> Callable[..., Any]:
             show_default=True,
             help="Bootstrap resamples.",
         ),
-        click.option("--force", is_flag=True, help="Recompute heatmaps even when cached."),
+        click.option("--force", is_flag=True, help="Recompute heatmaps (and the LDM's shared work) even when cached."),
         click.option(
             "--on-error",
             type=click.Choice(["fail", "skip"]),
