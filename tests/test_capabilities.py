@@ -90,6 +90,14 @@ class BadBound(Image):
     bound = "yes"
 
 
+class BadClassNames(Image):
+    uses_class_names = "yes"
+
+
+class SampleWithClassNames(PerSample):
+    uses_class_names = True
+
+
 @pytest.mark.parametrize(
     ("method", "message"),
     [
@@ -101,6 +109,8 @@ class BadBound(Image):
         (BadInterpolation(), "interpolation must be 'bilinear' or 'nearest', not 'bicubic'"),
         (BadBatch(), "batch_size must be a positive integer, not 0"),
         (BadBound(), "bound must be True or False, not 'yes'"),
+        (BadClassNames(), "uses_class_names must be True or False, and True only with heatmap"),
+        (SampleWithClassNames(), "uses_class_names must be True or False, and True only with heatmap"),
     ],
 )
 def test_contract_errors_name_what_is_wrong(method, message, tmp_path):

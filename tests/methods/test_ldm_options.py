@@ -210,12 +210,13 @@ def test_tokens_pathology_gets_each_pairs_class_from_the_runner(bundle, tmp_path
     method = LdmZeroShot(weights=bundle, tokens="pathology", otsu=False, schedule=20, batch_size=4)
     result = run_benchmark(method, "demo", out=tmp_path, limit=4, progress=False, score_workers=0)
     assert len(result.scores) == 4
+    assert result.summary.settings["uses_class_names"] and result.summary.settings["bound"]  # never a competitor
     samples = list(DemoDataset())[:4]
     assert len({s.class_name for s in samples}) == 4
     cache, config = HeatmapCache(cache_dir(tmp_path, "demo", method.name)), method_config(method)
     method.shared = None  # computed afresh, not read from the run's shared work
     for s in samples:
-        stored = cache.get(cache_key(method.name, config, s.pair_id, s.prompt, s.image.fingerprint()))
+        stored = cache.get(cache_key(method.name, config, s.pair_id, s.prompt, s.image.fingerprint(), s.class_name))
         np.testing.assert_allclose(stored, method.heatmap(s.load_image(), s.prompt, s.class_name), atol=1e-4)
 
 

@@ -13,6 +13,7 @@ require("transformers")
 
 SCHEDULE = 20  # trailing, stride 50: the published window is steps 8 .. 11; inverting to step 11 takes 11 calls
 WINDOW = range(8, 12)
+CLASSES = ["Pneumonia", "Pneumonia", "Pleural Effusion"]  # of the `pairs` below
 
 
 @pytest.fixture(scope="module")
@@ -67,7 +68,7 @@ def test_configurations_reuse_trajectories_and_maps_with_identical_heatmaps(mode
         ("default", {"recording": recording(models)}, 11 + 4),  # nothing stored: inversion + recorded passes
         ("otsu off", {"recording": recording(models), "otsu": False}, 0),  # maps stored: no U-Net call
         ("all layers", {"recording": recording(models, "0-10")}, 4),  # trajectory stored: recorded passes only
-        ("pathology tokens", {"recording": recording(models), "tokens": "pathology"}, 4),
+        ("pathology tokens", {"recording": recording(models), "tokens": "pathology", "class_names": CLASSES}, 4),
         ("tuned codebook", {"recording": recording(models), "codebook": tuned_codebook}, 4),
         ("inner window", {"recording": recording(models, steps=range(9, 11))}, 2),  # inside the stored window
         ("wider window", {"recording": recording(models, steps=range(6, 12))}, 11 + 6),  # not inside: inverted again
@@ -137,3 +138,32 @@ def test_runs_share_work_through_the_runner_and_force_recomputes(bundle, tmp_pat
     from cxrbench.benchmark.store import find_runs
 
     assert sorted(r.name for r in find_runs(tmp_path).runs) == ["default", "layers-0-10", "otsu-False"]
+
+
+def test_a_folder_that_cannot_be_written_stops_storing_with_a_warning(tmp_path):
+    from cxrbench.methods.ldm.shared import SharedWork
+
+    folder = tmp_path / "shared"
+    shared = SharedWork(folder)
+    folder.rmdir()
+    folder.write_text("not a folder")  # every write now fails, as on a full disk
+    with pytest.warns(UserWarning, match=r"cannot write .*shared work is no longer stored"):
+        shared.put_trajectory("0" * 64, range(2, 4), np.zeros((2, 3, 4, 4), np.float32))
+    shared.put_maps("1" * 64, {16: np.zeros((16, 16))}, 3)  # no second warning, no error
+    assert shared.trajectory("0" * 64, range(2, 4)) is None and shared.maps("1" * 64) is None
+
+
+def test_an_entry_with_a_valid_checksum_but_other_arrays_is_dropped(tmp_path):
+    import hashlib
+    import io
+
+    from cxrbench.methods.ldm.shared import SharedWork
+
+    buffer = io.BytesIO()
+    np.savez(buffer, other=np.zeros(3))
+    data = buffer.getvalue()
+    key = "a" * 64
+    entry = tmp_path / f"traj-{key}-0-2-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+    entry.write_bytes(data)
+    assert SharedWork(tmp_path).trajectory(key, range(0, 2)) is None
+    assert not entry.exists()

@@ -33,8 +33,24 @@ def shared_dir(out: str | os.PathLike[str], dataset: str) -> Path:
     return Path(out) / dataset / HEATMAPS / SHARED
 
 
-def cache_key(method: str, config: dict[str, Any], pair_id: str, prompt: str, image_fingerprint: str) -> str:
-    """sha256 of the canonical JSON of every input that determines a heatmap."""
+def clear_shared(folder: Path) -> None:
+    """Delete the shared work in `folder` (its files; a method's entries are files at its top level)."""
+    if folder.is_dir():
+        for path in folder.iterdir():
+            if path.is_file():
+                path.unlink(missing_ok=True)
+
+
+def cache_key(
+    method: str,
+    config: dict[str, Any],
+    pair_id: str,
+    prompt: str,
+    image_fingerprint: str,
+    class_name: str | None = None,
+) -> str:
+    """sha256 of the canonical JSON of every input that determines a heatmap; `class_name` only for a method that
+    reads it (`uses_class_names`), so that other methods' keys do not change."""
     payload = {
         "schema": SCHEMA_VERSION,
         "method": method,
@@ -43,6 +59,8 @@ def cache_key(method: str, config: dict[str, Any], pair_id: str, prompt: str, im
         "prompt": prompt,
         "image": image_fingerprint,
     }
+    if class_name is not None:
+        payload["class"] = class_name
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
 

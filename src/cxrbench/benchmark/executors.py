@@ -18,6 +18,7 @@ import signal
 import socket
 import threading
 import time
+import warnings
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, ThreadPoolExecutor, wait
@@ -87,8 +88,9 @@ def share_work(method: Any, folder: Path | None) -> None:
         return
     try:
         method.share_work(folder)
-    except OSError as exc:
-        raise CxrbenchError(f"cannot keep shared work in {folder}: {exc.strerror or exc}") from exc
+    except OSError as exc:  # sharing saves work, it is never needed: go on without it
+        reason = exc.strerror or exc
+        warnings.warn(f"cannot keep shared work in {folder} ({reason}); computing without it", stacklevel=2)
 
 
 def load_image(sample: Sample) -> np.ndarray:

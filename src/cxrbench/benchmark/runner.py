@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from cxrbench.benchmark import store
 from cxrbench.benchmark.aggregate import AVERAGE, summarise
 from cxrbench.benchmark.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES
-from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key, shared_dir
+from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key, clear_shared, shared_dir
 from cxrbench.benchmark.executors import (
     Batch,
     LocalExecutor,
@@ -226,7 +226,8 @@ class _Engine:
             fingerprint = sample.image.fingerprint()
         except DataError:
             return None
-        return cache_key(self.name, self.config, sample.pair_id, sample.prompt, fingerprint)
+        class_name = sample.class_name if self.spec.class_names else None
+        return cache_key(self.name, self.config, sample.pair_id, sample.prompt, fingerprint, class_name)
 
     def cached(self, key: str | None) -> np.ndarray | None:
         """The cached heatmap, or None (absent, or corrupt: then it is recomputed)."""
@@ -383,6 +384,9 @@ def run_benchmark(
             f"check the data root and the -O options (e.g. the split name)"
         )
     _check_samples(samples)
+    shared = shared_dir(Path(out).resolve(), dataset.name)  # absolute: Ray workers do not share our directory
+    if force:  # recompute everything: the work methods share goes too
+        clear_shared(shared)
     with _executor(
         method,
         method_options,
@@ -394,7 +398,7 @@ def run_benchmark(
         ray_address,
         gpus_per_worker,
         workers,
-        None if force else shared_dir(out, dataset.name),  # --force recomputes everything
+        shared,
     ) as runner:
         spec = runner.spec
         method_name = spec.name
@@ -468,7 +472,8 @@ def run_benchmark(
                     "interpolation": spec.interpolation,
                     "frame": spec.frame,
                     "output": "boxes" if spec.boxes else "heatmap",
-                    "bound": spec.bound,
+                    "bound": spec.bound or spec.class_names,  # a method reading the class is no competitor
+                    "uses_class_names": spec.class_names,
                     "dataset_release": dataset.release() if hasattr(dataset, "release") else None,
                     "cached": engine.cache is not None,
                     "on_error": on_error,
@@ -537,7 +542,10 @@ def score_frame(frame: np.ndarray, boxes: Sequence[Any], protocol: ScoringProtoc
         return score_pair(frame, boxes, protocol=protocol)
     from cxrbench.benchmark.torch_scorer import score_frame as torch_score_frame
 
-    return torch_score_frame(frame, boxes, protocol=protocol, device=device)
+    try:
+        return torch_score_frame(frame, boxes, protocol=protocol, device=device)
+    except RuntimeError as exc:  # out of memory on a device the method also uses, a device-side error
+        raise CxrbenchError(f"--score-device {device!r}: {str(exc).splitlines()[0]}") from exc
 
 
 def _check_score_device(device: str | None, score_workers: int | None) -> None:

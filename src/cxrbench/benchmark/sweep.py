@@ -133,7 +133,8 @@ def read_grid_file(path: Path, method: str, protocol: str = "cxrbench") -> list[
 
 
 def check_configurations(configurations: Sequence[Configuration], fixed: dict[str, str]) -> None:
-    """Refuse an empty sweep, two configurations with one name, and a swept key also fixed with -o."""
+    """Refuse an empty sweep, two configurations with one name, and a swept key also fixed (with -o or a model
+    flag such as --weights)."""
     if not configurations:
         raise CxrbenchError("the sweep has no configuration; give --grid KEY=V1,V2 or --grid-file")
     seen: dict[str, Configuration] = {}
@@ -146,7 +147,9 @@ def check_configurations(configurations: Sequence[Configuration], fixed: dict[st
         seen[configuration.name] = configuration
         clash = sorted(set(configuration.options) & set(fixed))
         if clash:
-            raise CxrbenchError(f"option(s) {', '.join(clash)} are both swept and fixed with -o; keep one")
+            raise CxrbenchError(
+                f"option(s) {', '.join(clash)} are both swept and fixed (with -o or a model flag); keep one"
+            )
 
 
 class GridProgress:
@@ -211,9 +214,10 @@ def run_sweep(
 
         started = connect_ray(run_options.get("ray_address"))
     bar = GridProgress(len(configurations), progress)
+    force = run_options.pop("force", False)  # clears the caches once, before the first configuration
     results = []
     try:
-        for configuration in configurations:
+        for i, configuration in enumerate(configurations):
             bar.current = configuration.name
             results.append(
                 run_benchmark(
@@ -222,6 +226,7 @@ def run_sweep(
                     name=configuration.name,
                     method_options={**fixed, **configuration.options},
                     progress=bar,
+                    force=force and i == 0,
                     **run_options,
                 )
             )

@@ -146,15 +146,21 @@ def raw_heatmaps(run: RunSummary, samples: Sequence[Sample], device: str | None 
     cache = _cache(run)
     found: dict[str, np.ndarray] = {}
     if cache is not None:
-        config = run.identity.method_config
+        config, classes = run.identity.method_config, run.settings.get("uses_class_names", False)
         for s in samples:
-            heatmap = cache.get(cache_key(run.method, config, s.pair_id, s.prompt, s.image.fingerprint()))
+            key = cache_key(run.method, config, s.pair_id, s.prompt, s.image.fingerprint(), _class(s, classes))
+            heatmap = cache.get(key)
             if heatmap is not None:
                 found[s.pair_id] = heatmap
     missing = [s for s in samples if s.pair_id not in found]
     if missing:
         found.update(_recompute(run, missing, cache, device))
     return [found[s.pair_id] for s in samples]
+
+
+def _class(sample: Sample, uses_class_names: bool) -> str | None:
+    """The class in the pair's cache key: only for a method that reads it (runner, `uses_class_names`)."""
+    return sample.class_name if uses_class_names else None
 
 
 def _recompute(
@@ -190,8 +196,9 @@ def _recompute(
         for sample, heatmap in zip(batch, maps, strict=True):
             heatmap = check_heatmap(heatmap, f"heatmap of method '{run.method}' for pair {sample.pair_id}")
             if cache is not None and spec.cacheable:
-                fingerprint = sample.image.fingerprint()
-                cache.put(cache_key(run.method, stored, sample.pair_id, sample.prompt, fingerprint), heatmap)
+                fingerprint, class_name = sample.image.fingerprint(), _class(sample, spec.class_names)
+                key = cache_key(run.method, stored, sample.pair_id, sample.prompt, fingerprint, class_name)
+                cache.put(key, heatmap)
             out[sample.pair_id] = heatmap
     return out
 

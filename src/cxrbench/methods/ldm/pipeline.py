@@ -94,14 +94,14 @@ def pathology_span(tokenizer, prompt: str, pathology: str) -> slice:
     """The published attribution experiment's token positions (sampler.py, `cls_name`, the pair's class): the
     positions p of the prompt's ids that are any sub-token of the pathology's name, from the first (a) to the last
     (b), taken as slice(a, b) -- b itself only when a == b. A prompt holding none is a DataError (the published
-    code drops the pair)."""
+    sampler returns a NaN map for it; the paper's 694 MS-CXR pairs leave such pairs out)."""
     ids = tokenizer(prompt, truncation=True, max_length=MAX_TOKENS).input_ids
     sub = set(tokenizer(pathology, add_special_tokens=False).input_ids)
     positions = [i for i, token in enumerate(ids) if token in sub]
     if not positions:
         raise DataError(
             f"prompt {prompt!r} holds no token of its class {pathology!r}: option tokens=pathology leaves such pairs "
-            "out, as the published attribution experiment does"
+            "out, as the paper's attribution experiment does"
         )
     first, last = positions[0], positions[-1]
     return slice(first, last + 1 if last == first else last)
@@ -197,7 +197,7 @@ def fast_heatmaps(
     import torch
 
     spans = token_spans(models.tokenizer, prompts, tokens, class_names)  # a bad prompt fails before any work
-    digests = [array_digest(im) for im in images]
+    digests = [f"{array_digest(im)}-{im.shape}-{im.dtype}" for im in images]  # content, shape and type
     distinct_prompts = list(dict.fromkeys(prompts))
     context = encode_text(models, ["", *distinct_prompts], codebook)
     pair_context = context[[1 + distinct_prompts.index(p) for p in prompts]]

@@ -14,10 +14,12 @@ recomputed), written atomically; several processes (Ray workers) may write the s
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ class SharedWork:
         self.folder.mkdir(parents=True, exist_ok=True)
         self._trajectories: dict[str, dict[range, Path]] = {}
         self._maps: dict[str, Path] = {}
+        self.writable = True
         for path in self.folder.glob("*.npz"):
             match = _ENTRY.fullmatch(path.stem)
             if match is None:
@@ -55,32 +58,48 @@ class SharedWork:
             else:
                 self._maps[match["key"]] = path
 
-    def _read(self, path: Path) -> dict[str, np.ndarray] | None:
-        """The entry's arrays, or None when it is gone or corrupt (then it is deleted)."""
+    def _read(self, path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+        """The entry's arrays (holding at least `names`), or None: gone or unreadable, or corrupt (then deleted)."""
         try:
             data = path.read_bytes()
+        except OSError:
+            return None
+        try:
             if hashlib.sha256(data).hexdigest()[:16] != _ENTRY.fullmatch(path.stem)["sum"]:
                 raise ValueError("checksum mismatch")
             with np.load(io.BytesIO(data), allow_pickle=False) as entry:
-                return {name: entry[name] for name in entry.files}
-        except (OSError, ValueError, KeyError):
-            path.unlink(missing_ok=True)
+                arrays = {name: entry[name] for name in entry.files}
+            if not set(names) <= set(arrays):
+                raise ValueError("missing arrays")
+        except (OSError, ValueError, KeyError, EOFError):
+            with contextlib.suppress(OSError):
+                path.unlink(missing_ok=True)
             return None
+        return arrays
 
-    def _write(self, stem: str, arrays: dict[str, np.ndarray]) -> Path:
+    def _write(self, stem: str, arrays: dict[str, np.ndarray]) -> Path | None:
+        """Store an entry; None when the folder cannot take it (full disk, no permission): then sharing stops for
+        this process with one warning, and the work goes on."""
+        if not self.writable:
+            return None
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         data = buffer.getvalue()
         path = self.folder / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.npz"
-        write_atomic(path, data)
+        try:
+            write_atomic(path, data)
+        except OSError as exc:  # WriteError included
+            self.writable = False
+            warnings.warn(f"{exc}; shared work is no longer stored in {self.folder}", stacklevel=3)
+            return None
         return path
 
     def trajectory(self, key: str, steps: range) -> np.ndarray | None:
         """The latents (len(steps), C, H, W) of `steps`, from a stored window holding them all; or None."""
         for window, path in list(self._trajectories.get(key, {}).items()):
             if window.start <= steps.start and steps.stop <= window.stop:
-                entry = self._read(path)
-                if entry is None:
+                entry = self._read(path, ("latents",))
+                if entry is None or len(entry["latents"]) != len(window):
                     del self._trajectories[key][window]
                     continue
                 offset = steps.start - window.start
@@ -89,12 +108,13 @@ class SharedWork:
 
     def put_trajectory(self, key: str, steps: range, latents: np.ndarray) -> None:
         path = self._write(f"traj-{key}-{steps.start}-{steps.stop}", {"latents": np.asarray(latents, np.float32)})
-        self._trajectories.setdefault(key, {})[steps] = path
+        if path is not None:
+            self._trajectories.setdefault(key, {})[steps] = path
 
     def maps(self, key: str) -> tuple[dict[int, np.ndarray], int] | None:
         """A pair's attention-map sums per grid side and the number of maps summed; or None."""
         path = self._maps.get(key)
-        entry = self._read(path) if path is not None else None
+        entry = self._read(path, ("count",)) if path is not None else None
         if entry is None:
             self._maps.pop(key, None)
             return None
@@ -103,4 +123,6 @@ class SharedWork:
 
     def put_maps(self, key: str, sums: dict[int, np.ndarray], count: int) -> None:
         arrays = {f"side{side}": np.asarray(grid, np.float64) for side, grid in sums.items()}
-        self._maps[key] = self._write(f"maps-{key}", {**arrays, "count": np.array(count)})
+        path = self._write(f"maps-{key}", {**arrays, "count": np.array(count)})
+        if path is not None:
+            self._maps[key] = path
