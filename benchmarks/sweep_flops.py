@@ -14,42 +14,19 @@ Usage: python benchmarks/sweep_flops.py [--pairs 4]
 from __future__ import annotations
 
 import argparse
-import contextlib
 import tempfile
 from pathlib import Path
 
 import torch
-from torch.utils.flop_counter import FlopCounterMode
 
 from cxrbench.benchmark.runner import run_benchmark
 from cxrbench.benchmark.store import cache_dir
 from cxrbench.benchmark.sweep import cartesian, run_sweep
-from cxrbench.methods.ldm.attention import StopForward
-from cxrbench.testing.ldm import full_unet, write_tiny_bundle
+from cxrbench.testing.ldm import full_unet_pass_flops, write_tiny_bundle
 from cxrbench.weights import pin
 
 GRID = {"layers": ["3,4,6,7", "3-8"], "tokens": ["all", "pathology"], "otsu": ["true", "false"]}
 METHOD = "ldm-zeroshot"
-
-
-def pass_flops() -> dict[int | None, int]:
-    """Full-size U-Net FLOPs at batch 1: for a pass stopped after its k-th cross-attention layer (k = 1 .. 11), and
-    for a whole pass (None)."""
-    unet = full_unet().eval().to("meta")
-    layers = [m for n, m in unet.named_modules() if n.endswith(".attn2")]
-    x = torch.randn(1, 3, 64, 64, device="meta")
-    t, context = torch.tensor([400], device="meta"), torch.randn(1, 77, 1024, device="meta")
-    flops: dict[int | None, int] = {}
-    for k in [*range(1, len(layers) + 1), None]:
-        handle = None
-        if k is not None:
-            handle = layers[k - 1].register_forward_hook(lambda *_: (_ for _ in ()).throw(StopForward()))
-        with FlopCounterMode(display=False) as counter, torch.no_grad(), contextlib.suppress(StopForward):
-            unet(x, t, context)
-        if handle is not None:
-            handle.remove()
-        flops[k] = counter.get_total_flops()
-    return flops
 
 
 class UnetCalls:
@@ -88,7 +65,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--pairs", type=int, default=4, help="demo pairs (one image each)")
     args = parser.parse_args()
-    prices = pass_flops()
+    prices = full_unet_pass_flops()
     print(
         f"full-size U-Net, batch 1: whole pass {prices[None] / 1e12:.3f} TFLOP; stopped after cross-attention layer "
         + ", ".join(f"{k}: {prices[k] / 1e12:.3f}" for k in range(1, 12))

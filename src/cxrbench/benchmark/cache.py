@@ -22,6 +22,7 @@ import numpy as np
 
 from cxrbench.benchmark.store import HEATMAPS, TMP_PREFIX, write_atomic
 from cxrbench.errors import CxrbenchError, RunLockedError
+from cxrbench.types import Sample
 
 SCHEMA_VERSION = 1
 SHARED = ".shared"
@@ -63,6 +64,13 @@ def cache_key(
         payload["class"] = class_name
     text = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def sample_cache_key(method: str, config: dict[str, Any], sample: Sample, uses_class_names: bool = False) -> str:
+    """`cache_key` of a pair: its id, prompt, image fingerprint (a DataError when the image cannot be read) and,
+    for a method that reads it, its class."""
+    class_name = sample.class_name if uses_class_names else None
+    return cache_key(method, config, sample.pair_id, sample.prompt, sample.image.fingerprint(), class_name)
 
 
 class HeatmapCache:

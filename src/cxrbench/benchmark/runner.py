@@ -27,7 +27,7 @@ from tqdm.auto import tqdm
 from cxrbench.benchmark import store
 from cxrbench.benchmark.aggregate import AVERAGE, summarise
 from cxrbench.benchmark.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES
-from cxrbench.benchmark.cache import HeatmapCache, RunLock, cache_key, clear_shared, shared_dir
+from cxrbench.benchmark.cache import HeatmapCache, RunLock, clear_shared, sample_cache_key, shared_dir
 from cxrbench.benchmark.executors import (
     Batch,
     LocalExecutor,
@@ -169,9 +169,8 @@ def score_prediction(
         scores = score_boxes(prediction, sample.boxes, sample.height, sample.width, protocol=protocol)
     else:
         full = spec.frame == "full" or (spec.frame == "auto" and prediction.shape == (sample.height, sample.width))
-        on_grid = not full and spec.interpolation == "nearest"
         try:
-            if on_grid or (device is None and not full):  # exactly, on the map's own grid (docs/protocol.md 8)
+            if not full and (spec.interpolation == "nearest" or device is None):  # docs/protocol.md section 8
                 scores = score_square(
                     prediction, sample.height, sample.width, sample.boxes, spec.interpolation, protocol=protocol
                 )
@@ -180,7 +179,7 @@ def score_prediction(
                     frame = full_frame(prediction, sample.height, sample.width, protocol=protocol)
                 else:
                     frame = to_image_frame(prediction, sample.height, sample.width, spec.interpolation, protocol)
-                scores = score_frame(frame, sample.boxes, protocol, device)
+                scores = score_image_frame(frame, sample.boxes, protocol, device)
         except CxrbenchError as exc:
             raise PairError("score", exc) from exc
     row = {
@@ -223,11 +222,9 @@ class _Engine:
         if self.cache is None:
             return None
         try:
-            fingerprint = sample.image.fingerprint()
+            return sample_cache_key(self.name, self.config, sample, self.spec.class_names)
         except DataError:
             return None
-        class_name = sample.class_name if self.spec.class_names else None
-        return cache_key(self.name, self.config, sample.pair_id, sample.prompt, fingerprint, class_name)
 
     def cached(self, key: str | None) -> np.ndarray | None:
         """The cached heatmap, or None (absent, or corrupt: then it is recomputed)."""
@@ -536,14 +533,14 @@ def _executor(
         runner.close()
 
 
-def score_frame(frame: np.ndarray, boxes: Sequence[Any], protocol: ScoringProtocol, device: str | None) -> Any:
+def score_image_frame(frame: np.ndarray, boxes: Sequence[Any], protocol: ScoringProtocol, device: str | None) -> Any:
     """`score_pair` of an image-frame map, with torch on `device` when one is given (docs/scaling.md)."""
     if device is None:
         return score_pair(frame, boxes, protocol=protocol)
-    from cxrbench.benchmark.torch_scorer import score_frame as torch_score_frame
+    from cxrbench.benchmark.torch_scorer import score_frame
 
     try:
-        return torch_score_frame(frame, boxes, protocol=protocol, device=device)
+        return score_frame(frame, boxes, protocol=protocol, device=device)
     except RuntimeError as exc:  # out of memory on a device the method also uses, a device-side error
         raise CxrbenchError(f"--score-device {device!r}: {str(exc).splitlines()[0]}") from exc
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from cxrbench.benchmark import store
-from cxrbench.benchmark.cache import HeatmapCache, cache_key
+from cxrbench.benchmark.cache import HeatmapCache, sample_cache_key
 from cxrbench.benchmark.compare import METRICS, read_scores
 from cxrbench.benchmark.protocol import check_heatmap, full_frame, to_image_frame
 from cxrbench.benchmark.summary import RunSummary
@@ -148,19 +148,13 @@ def raw_heatmaps(run: RunSummary, samples: Sequence[Sample], device: str | None 
     if cache is not None:
         config, classes = run.identity.method_config, run.settings.get("uses_class_names", False)
         for s in samples:
-            key = cache_key(run.method, config, s.pair_id, s.prompt, s.image.fingerprint(), _class(s, classes))
-            heatmap = cache.get(key)
+            heatmap = cache.get(sample_cache_key(run.method, config, s, classes))
             if heatmap is not None:
                 found[s.pair_id] = heatmap
     missing = [s for s in samples if s.pair_id not in found]
     if missing:
         found.update(_recompute(run, missing, cache, device))
     return [found[s.pair_id] for s in samples]
-
-
-def _class(sample: Sample, uses_class_names: bool) -> str | None:
-    """The class in the pair's cache key: only for a method that reads it (runner, `uses_class_names`)."""
-    return sample.class_name if uses_class_names else None
 
 
 def _recompute(
@@ -196,9 +190,7 @@ def _recompute(
         for sample, heatmap in zip(batch, maps, strict=True):
             heatmap = check_heatmap(heatmap, f"heatmap of method '{run.method}' for pair {sample.pair_id}")
             if cache is not None and spec.cacheable:
-                fingerprint, class_name = sample.image.fingerprint(), _class(sample, spec.class_names)
-                key = cache_key(run.method, stored, sample.pair_id, sample.prompt, fingerprint, class_name)
-                cache.put(key, heatmap)
+                cache.put(sample_cache_key(run.method, stored, sample, spec.class_names), heatmap)
             out[sample.pair_id] = heatmap
     return out
 

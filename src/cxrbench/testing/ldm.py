@@ -245,6 +245,35 @@ def full_unet():
     return DiffusionModelUNet(**network_args(FULL_UNET, DiffusionModelUNet, "full size"))
 
 
+def full_unet_pass_flops() -> dict[int | None, int]:
+    """FLOPs of the full-size U-Net at batch 1 (torch's FlopCounterMode on meta tensors: shapes only, no compute):
+    for a pass stopped after its k-th cross-attention layer in module order (k = 1 .. 11), and for a whole pass
+    (None)."""
+    import contextlib
+
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from cxrbench.methods.ldm.attention import StopForward
+
+    def stop(*_: Any) -> None:
+        raise StopForward
+
+    unet = full_unet().eval().to("meta")
+    layers = [m for n, m in unet.named_modules() if n.endswith(".attn2")]
+    x = torch.randn(1, 3, 64, 64, device="meta")
+    t, context = torch.tensor([400], device="meta"), torch.randn(1, 77, 1024, device="meta")
+    flops: dict[int | None, int] = {}
+    for k in [*range(1, len(layers) + 1), None]:
+        handle = layers[k - 1].register_forward_hook(stop) if k is not None else None
+        with FlopCounterMode(display=False) as counter, torch.no_grad(), contextlib.suppress(StopForward):
+            unet(x, t, context)
+        if handle is not None:
+            handle.remove()
+        flops[k] = counter.get_total_flops()
+    return flops
+
+
 def random_full_size_models(device: str, dtype):
     """LdmModels with the full-size autoencoder and U-Net (random weights), SD-2.1's real tokenizer and a
     1-layer 1024-wide CLIP text encoder (it runs once per prompt and does not matter for speed)."""
