@@ -20,7 +20,7 @@ import time
 
 import numpy as np
 
-from cxrbench.benchmark.executors import RayExecutor, import_ray
+from cxrbench.benchmark.ray_executor import RayPool, import_ray
 from cxrbench.benchmark.runner import run_benchmark
 
 
@@ -52,7 +52,8 @@ def _timed_run(out: str, pairs: int, delay: float, **kwargs: object) -> tuple[fl
 
 def _worker_start_up(pairs: int, delay: float, workers: int) -> float:
     start = time.perf_counter()
-    RayExecutor(Sleeper(delay), {}, "demo", {}, pairs, workers=workers).close()
+    with RayPool(workers=workers) as pool:
+        pool.executor(Sleeper(delay), {}, "demo", {}, pairs, None).close()
     return time.perf_counter() - start
 
 

@@ -15,6 +15,15 @@ class DataError(CxrbenchError):
     """A dataset file, row or image that cannot be used (names the file and row)."""
 
 
+class PairsDataError(DataError):
+    """Some pairs of a batch cannot be used (their prompts, say): `reasons` maps their positions in the batch to
+    why. The runner computes the other pairs as one batch without them."""
+
+    def __init__(self, reasons: dict[int, str]):
+        super().__init__("; ".join(reasons.values()))
+        self.reasons = reasons
+
+
 class MethodOutputError(CxrbenchError):
     """A method returned something the scorer cannot use (wrong shape, NaN everywhere, inf)."""
 

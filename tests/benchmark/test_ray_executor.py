@@ -13,14 +13,16 @@ import time
 import pandas as pd
 import pytest
 
-from cxrbench.benchmark.executors import RAY_ATTEMPTS
+from cxrbench.benchmark.ray_executor import RAY_ATTEMPTS
 from cxrbench.benchmark.runner import run_benchmark
 from cxrbench.errors import CxrbenchError, UnknownNameError
+from cxrbench.registry import METHODS
 
 from ..conftest import require
 
 # A plugin package the Ray workers find through its entry points, as a user's method would be installed on
-# every node. Each call appends "pid<TAB>prompt" to $RAY_TEST_LOG; `die_on` kills the worker's own process
+# every node. Each call appends "pid<TAB>prompt" to $RAY_TEST_LOG (and "pid<TAB>delay<TAB>start<TAB>end" to
+# $RAY_TEST_SPANS where set: the Ray workers); `die_on` kills the worker's own process
 # (SIGKILL, no Python clean-up) when it meets that prompt, part-way through a batch: once when a `flag` file
 # is given (it is created first), every time otherwise.
 PLUGIN = '''
@@ -64,9 +66,13 @@ class Sleepy:
             if self.flag:
                 open(self.flag, "w").close()
             os.kill(os.getpid(), signal.SIGKILL)
+        start = time.time()
         time.sleep(self.delay)
         with open(os.environ["RAY_TEST_LOG"], "a") as log:
             log.write(f"{os.getpid()}\\t{prompt}\\n")
+        if os.environ.get("RAY_TEST_SPANS"):
+            with open(os.environ["RAY_TEST_SPANS"], "a") as log:
+                log.write(f"{os.getpid()}\\t{self.delay}\\t{start}\\t{time.time()}\\n")
         side = min(image.shape)
         return image[:side, :side] ** 2
 '''
@@ -91,7 +97,12 @@ def cluster(plugin):
     that need it skip, unless CI demands the optional stack (CXRBENCH_REQUIRE_TORCH=1, tests/conftest.py)."""
     ray = require("ray")
     log = plugin / "calls.log"
-    env = {"PYTHONPATH": str(plugin), "RAY_TEST_LOG": str(log), "RAY_TEST_DRIFT": "1"}
+    env = {
+        "PYTHONPATH": str(plugin),
+        "RAY_TEST_LOG": str(log),
+        "RAY_TEST_SPANS": str(plugin / "spans.log"),
+        "RAY_TEST_DRIFT": "1",
+    }
     ray.init(num_cpus=2, include_dashboard=False, runtime_env={"env_vars": env}, logging_level="ERROR")
     yield {"log": log, "env": env, "address": ray.get_runtime_context().gcs_address}
     ray.shutdown()
@@ -301,3 +312,29 @@ def test_a_sweep_on_ray_equals_the_local_sweep(cluster, tmp_path):
     import ray
 
     assert ray.is_initialized()  # the sweep used the running cluster and left it running
+
+
+def test_a_sweep_on_ray_runs_configurations_at_once_on_one_set_of_workers(cluster, sleepy, tmp_path):
+    """Two configurations of 3 batches on 2 workers: the second starts while the first's last batch runs, on the
+    same two worker processes (started once for the sweep), with the local sweep's scores byte for byte."""
+    from cxrbench.benchmark.sweep import cartesian, parse_grid, run_sweep
+
+    spans = cluster["env"]["RAY_TEST_SPANS"]
+    offset = os.path.getsize(spans) if os.path.exists(spans) else 0
+    configurations = cartesian("ray-sleepy", parse_grid(["delay=0.4,0.41"]))
+    kwargs = {"limit": 9, "n_resamples": 100, "progress": False, "score_workers": 0}
+    METHODS.register("ray-sleepy", sleepy)  # in this process; the workers find it through its entry point
+    try:
+        local = run_sweep("ray-sleepy", "demo", configurations, out=tmp_path / "local", **kwargs)
+    finally:
+        METHODS.unregister("ray-sleepy")
+    remote = run_sweep("ray-sleepy", "demo", configurations, out=tmp_path / "ray", executor="ray", **kwargs)
+    for a, b in zip(local, remote, strict=True):
+        assert _scores(a) == _scores(b)
+    with open(spans, "rb") as log:
+        rows = [line.split("\t") for line in log.read()[offset:].decode().splitlines()]
+    first = [(float(start), float(end)) for _, delay, start, end in rows if delay == "0.4"]
+    second = [(float(start), float(end)) for _, delay, start, end in rows if delay == "0.41"]
+    assert len(first) == len(second) == 9
+    assert min(s for s, _ in second) < max(e for _, e in first)  # the second began before the first ended
+    assert len({pid for pid, *_ in rows}) == 2  # both on the same two workers

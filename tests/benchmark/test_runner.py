@@ -14,7 +14,7 @@ from cxrbench.benchmark.executors import default_score_workers
 from cxrbench.benchmark.runner import SCORE_COLUMNS, run_benchmark
 from cxrbench.benchmark.summary import SCHEMA_VERSION, RunSummary
 from cxrbench.datasets.demo import DemoDataset
-from cxrbench.errors import CxrbenchError, DataError, RunLockedError
+from cxrbench.errors import CxrbenchError, DataError, PairsDataError, RunLockedError
 
 from ..conftest import cxrbench_env
 
@@ -307,6 +307,41 @@ class _PickyBatched:
         if any("edema" in p.lower() for p in prompts):
             raise DataError("the prompt does not name the pathology")
         return [np.ones((8, 8), np.float32) * (1 + (i % 2)) for i, _ in enumerate(images)]
+
+
+class _NamingBatched:
+    """Batches of 4; names the prompts holding 'Edema' as bad data (PairsDataError, as ldm's tokens=pathology
+    does); each map holds its pair's position in the batch it was computed in, and the batch's size."""
+
+    name = "naming-batched"
+    batch_size = 4
+    cacheable = False
+
+    def __init__(self):
+        self.batches = []
+
+    def heatmaps(self, images, prompts):
+        self.batches.append(list(prompts))
+        bad = {i: f"prompt {p!r} names edema" for i, p in enumerate(prompts) if "edema" in p.lower()}
+        if bad:
+            raise PairsDataError(bad)
+        return [np.full((8, 8), 10 * len(prompts) + i, np.float32) for i, _ in enumerate(images)]
+
+
+def test_pairs_a_method_names_as_bad_data_leave_the_rest_one_batch():
+    from cxrbench.benchmark.executors import PairError, compute_batch
+    from cxrbench.capabilities import describe
+    from cxrbench.registry import load_dataset
+
+    samples = [s for s in load_dataset("demo") if "edema" not in s.prompt.lower()][:3]
+    edema = next(s for s in load_dataset("demo") if "edema" in s.prompt.lower())
+    batch = [samples[0], edema, samples[1], samples[2]]
+    method = _NamingBatched()
+    results, _ = compute_batch(method, describe(method), batch, [s.load_image() for s in batch])
+    assert method.batches == [[s.prompt for s in batch], [s.prompt for s in samples]]  # not one pair at a time
+    assert isinstance(results[1], PairError) and results[1].stage == "data"
+    assert str(results[1]) == f"prompt {edema.prompt!r} names edema"
+    assert [float(r[0, 0]) for i, r in enumerate(results) if i != 1] == [30, 31, 32]  # one batch of the other 3
 
 
 def test_a_data_error_in_a_batch_stays_with_its_pair(tmp_path):

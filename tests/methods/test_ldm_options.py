@@ -173,9 +173,9 @@ def test_layers_steps_and_otsu_change_what_they_should(models, pairs, literal):
 
 
 def test_tokens_pathology_averages_only_the_pathology_columns(models, pairs, literal):
-    from cxrbench.errors import CxrbenchError, DataError
+    from cxrbench.errors import CxrbenchError, DataError, PairsDataError
     from cxrbench.methods.ldm.attention import DEFAULT_LAYERS
-    from cxrbench.methods.ldm.pipeline import fast_heatmaps, pathology_span
+    from cxrbench.methods.ldm.pipeline import fast_heatmaps, pathology_span, token_spans
 
     (image, _), (prompt, effusion) = pairs
     assert prompt.endswith("pneumonia") and effusion.endswith("pleural effusion")
@@ -195,6 +195,11 @@ def test_tokens_pathology_averages_only_the_pathology_columns(models, pairs, lit
         fast_heatmaps(models, [image], ["left lower lung"], tokens="pathology", class_names=["Pneumonia"])
     with pytest.raises(CxrbenchError, match="needs the pairs' class names"):
         fast_heatmaps(models, [image], [prompt], tokens="pathology")
+    # in a batch, every prompt lacking its class is named by its position, so that the others stay one batch
+    with pytest.raises(PairsDataError) as bad:
+        token_spans(models.tokenizer, [prompt, "left lower lung", effusion, "edema"], "pathology",
+                    ["Pneumonia", "Pneumonia", "Pleural Effusion", "Atelectasis"])  # fmt: skip
+    assert sorted(bad.value.reasons) == [1, 3] and "'left lower lung' holds no token" in bad.value.reasons[1]
 
 
 def test_tokens_pathology_gets_each_pairs_class_from_the_runner(bundle, tmp_path):

@@ -57,7 +57,7 @@ def test_tables_ii_and_iii_as_sweeps_locally_and_on_ray(bundle, tmp_path, one_th
         scores = [out / "demo" / name / "scores.csv" for out in (local, on_ray)]
         assert scores[0].read_bytes() == scores[1].read_bytes(), name
     shared = local / "demo" / "heatmaps" / ".shared"
-    assert len(list(shared.glob("traj-*.npz"))) == 2  # one trajectory per image served all ten configurations
+    assert len(list(shared.glob("*/traj-*.npz"))) == 2  # one trajectory per image served all ten configurations
 
     text = table(local)
     assert text == table(on_ray)

@@ -96,12 +96,12 @@ def test_a_corrupt_entry_is_dropped_and_recomputed(models, pairs, tmp_path):
     images, prompts = pairs
     shared = SharedWork(tmp_path)
     expected = fast_heatmaps(models, images, prompts, recording(models), otsu=False, shared=shared)
-    trajectories = sorted(tmp_path.glob("traj-*.npz"))
+    trajectories = sorted(tmp_path.glob("*/traj-*.npz"))
     assert len(trajectories) == 2  # one per distinct image
     data = bytearray(trajectories[0].read_bytes())
     data[-100] ^= 0xFF  # one flipped byte inside the latents
     trajectories[0].write_bytes(bytes(data))
-    for entry in tmp_path.glob("maps-*.npz"):
+    for entry in tmp_path.glob("*/maps-*.npz"):
         entry.unlink()
     with Calls(models.unet) as calls:
         again = fast_heatmaps(models, images, prompts, recording(models), otsu=False, shared=SharedWork(tmp_path))
@@ -126,7 +126,7 @@ def test_runs_share_work_through_the_runner_and_force_recomputes(bundle, tmp_pat
     _, calls = run()
     assert calls == 11 + 4  # both pairs in one batch: each U-Net call takes both images
     shared = tmp_path / "demo" / "heatmaps" / ".shared"
-    assert len(list(shared.glob("traj-*.npz"))) == 2
+    assert len(list(shared.glob("*/traj-*.npz"))) == 2
     _, calls = run(otsu=False)
     assert calls == 0
     third, calls = run(layers="0-10")
@@ -163,7 +163,23 @@ def test_an_entry_with_a_valid_checksum_but_other_arrays_is_dropped(tmp_path):
     np.savez(buffer, other=np.zeros(3))
     data = buffer.getvalue()
     key = "a" * 64
-    entry = tmp_path / f"traj-{key}-0-2-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+    entry = tmp_path / key / f"traj-0-2-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+    entry.parent.mkdir()
     entry.write_bytes(data)
     assert SharedWork(tmp_path).trajectory(key, range(0, 2)) is None
     assert not entry.exists()
+
+
+def test_an_entry_another_process_writes_later_is_found(tmp_path):
+    """Two configurations at once (a sweep on Ray) each open the folder; what one stores, the other reads at once."""
+    from cxrbench.methods.ldm.shared import SharedWork
+
+    reader, writer = SharedWork(tmp_path), SharedWork(tmp_path)
+    latents = np.arange(4 * 3 * 2 * 2, dtype=np.float32).reshape(4, 3, 2, 2)
+    assert reader.trajectory("b" * 64, range(5, 7)) is None and reader.maps("c" * 64) is None
+    writer.put_trajectory("b" * 64, range(4, 8), latents)
+    writer.put_maps("c" * 64, {16: np.ones((16, 16))}, 7)
+    np.testing.assert_array_equal(reader.trajectory("b" * 64, range(5, 7)), latents[1:3])  # a window inside
+    assert reader.trajectory("b" * 64, range(3, 7)) is None  # not inside the stored window
+    sums, count = reader.maps("c" * 64)
+    assert count == 7 and list(sums) == [16] and (sums[16] == 1).all()

@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -35,10 +36,12 @@ def shared_dir(out: str | os.PathLike[str], dataset: str) -> Path:
 
 
 def clear_shared(folder: Path) -> None:
-    """Delete the shared work in `folder` (its files; a method's entries are files at its top level)."""
+    """Delete the shared work in `folder`: everything in it, files and sub-folders."""
     if folder.is_dir():
         for path in folder.iterdir():
-            if path.is_file():
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
                 path.unlink(missing_ok=True)
 
 

@@ -14,7 +14,7 @@ import re
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field, replace
 from itertools import islice
 from pathlib import Path
@@ -28,14 +28,7 @@ from cxrbench.benchmark import store
 from cxrbench.benchmark.aggregate import AVERAGE, summarise
 from cxrbench.benchmark.bootstrap import MAX_RESAMPLES, MIN_RESAMPLES
 from cxrbench.benchmark.cache import HeatmapCache, RunLock, clear_shared, sample_cache_key, shared_dir
-from cxrbench.benchmark.executors import (
-    Batch,
-    LocalExecutor,
-    PairError,
-    RayExecutor,
-    ScorePool,
-    default_score_workers,
-)
+from cxrbench.benchmark.executors import Batch, LocalExecutor, PairError, ScorePool, default_score_workers
 from cxrbench.benchmark.metrics import IOU_THRESHOLDS, score_boxes, score_pair
 from cxrbench.benchmark.protocol import (
     PROTOCOLS,
@@ -55,7 +48,7 @@ from cxrbench.types import ImageSource, Sample
 
 OnError = Literal["fail", "skip"]
 ExecutorName = Literal["local", "ray"]
-Executor = LocalExecutor | RayExecutor
+Executor = Any  # LocalExecutor, or ray_executor.RayExecutor (Ray is imported only when asked for)
 METRICS = ("cnr", "cnr_signed", "miou", "auc", "auc_binned")
 IOU_COLUMNS = tuple(f"iou_{t:g}" for t in IOU_THRESHOLDS)
 SCORE_COLUMNS = (
@@ -346,6 +339,7 @@ def run_benchmark(
     workers: int | None = None,
     score_workers: int | None = None,
     score_device: str | None = None,
+    ray_pool: Any = None,
 ) -> RunResult:
     """Run `method` on `dataset` (registered names or objects) and store the results.
 
@@ -361,12 +355,15 @@ def run_benchmark(
     in the image frame with torch on that device, in this process. None of these changes `scores.csv` beyond
     float rounding of CNR (docs/scaling.md).
 
+    `ray_pool`: a `ray_executor.RayPool` that computes this run's heatmaps together with other runs' (a sweep's
+    configurations); it replaces `ray_address`, `gpus_per_worker` and `workers`.
+
     `progress`: show a progress bar, or a callable (description, total) -> bar (with `update(n)` and `close()`)
     that a caller such as a sweep uses to draw one bar over several runs.
     """
     _check_options(on_error, protocol, n_resamples, confidence, seed, limit, name)
     ray_options = {"ray_address": ray_address, "gpus_per_worker": gpus_per_worker, "workers": workers}
-    _check_executor(executor, score_workers, ray_options)
+    _check_executor(executor, score_workers, ray_options, ray_pool)
     _check_score_device(score_device, score_workers)
     started = time.perf_counter()
     dataset_options = dataset_options or {}
@@ -396,6 +393,7 @@ def run_benchmark(
         gpus_per_worker,
         workers,
         shared,
+        ray_pool,
     ) as runner:
         spec = runner.spec
         method_name = spec.name
@@ -435,7 +433,7 @@ def run_benchmark(
             pool_size = default_score_workers(len(samples), cached_only=not to_compute)
             pool_size = pool_size if score_workers is None else score_workers
             pool_size = 0 if score_device is not None else pool_size  # torch scores in this process
-            rows, errors = _score_all(engine, runner, samples, to_compute, on_error, progress, pool_size, timer)
+            rows, errors = _score_all(engine, runner, samples, to_compute, on_error, (name, progress), pool_size, timer)
             if not rows:
                 first = errors[0]
                 raise DataError(
@@ -515,22 +513,29 @@ def _executor(
     gpus_per_worker: float | None,
     workers: int | None,
     shared_folder: Path | None,
+    ray_pool: Any,
 ) -> Iterator[Executor]:
-    """The method in this process, or on Ray workers that rebuild a registered dataset (by name, data root and
-    options) and read its images themselves; closed however the run ends. A method keeping work for its other
-    configurations gets `shared_folder` (docs/methods.md)."""
+    """The method in this process, or on Ray workers (of `ray_pool`, or of a pool of the run's own) that rebuild a
+    registered dataset (by name, data root and options) and read its images themselves; closed however the run
+    ends. A method keeping work for its other configurations gets `shared_folder` (docs/methods.md)."""
     if executor == "ray":
+        from cxrbench.benchmark.ray_executor import RayPool
+
         options = {"data_root": data_root, **dataset_options} if isinstance(dataset, str) else {}
-        runner: Executor = RayExecutor(
-            method, method_options, dataset, options, limit, ray_address, gpus_per_worker, workers, shared_folder
-        )
-    else:
-        method = load_method(method, **method_options) if isinstance(method, str) else method
-        runner = LocalExecutor(method, shared_folder)
+        with ExitStack() as stack:
+            pool = ray_pool or stack.enter_context(RayPool(ray_address, gpus_per_worker, workers))
+            runner = pool.executor(method, method_options, dataset, options, limit, shared_folder)
+            try:
+                yield runner
+            finally:
+                runner.close()
+        return
+    method = load_method(method, **method_options) if isinstance(method, str) else method
+    local = LocalExecutor(method, shared_folder)
     try:
-        yield runner
+        yield local
     finally:
-        runner.close()
+        local.close()
 
 
 def score_image_frame(frame: np.ndarray, boxes: Sequence[Any], protocol: ScoringProtocol, device: str | None) -> Any:
@@ -561,9 +566,11 @@ def _check_score_device(device: str | None, score_workers: int | None) -> None:
         raise CxrbenchError(f"--score-device {device!r}: torch cannot use it ({str(exc).splitlines()[0]})") from None
 
 
-def _check_executor(executor: str, score_workers: int | None, ray_options: dict[str, Any]) -> None:
+def _check_executor(executor: str, score_workers: int | None, ray_options: dict[str, Any], ray_pool: Any) -> None:
     if executor not in ("local", "ray"):
         raise CxrbenchError(f"--executor must be 'local' or 'ray', not {executor!r}")
+    if ray_pool is not None and (executor != "ray" or any(v is not None for v in ray_options.values())):
+        raise CxrbenchError("ray_pool= goes with executor='ray' and replaces ray_address, gpus_per_worker, workers")
     given = [f"--{k.replace('_', '-')}" for k, v in ray_options.items() if v is not None]
     if executor == "local" and given:
         raise CxrbenchError(f"{', '.join(given)} applies to --executor ray only")
@@ -577,20 +584,21 @@ def _score_all(
     samples: list[Sample],
     to_compute: list[Sample],
     on_error: OnError,
-    progress: bool | Callable[[str, int], Any],
+    progress: tuple[str, bool | Callable[[str, int], Any]],
     score_workers: int,
     timer: _Timer,
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """Rows and error records in dataset order. Pairs are walked in order: a cached heatmap is scored at once,
     the others go to the executor in batches; whatever the executor and the scoring pool finish (in any order)
-    is put back in place."""
+    is put back in place. `progress`: the run's name and its bar (see run_benchmark)."""
     position = {s.pair_id: i for i, s in enumerate(samples)}
     rows: dict[int, dict[str, Any]] = {}
     errors: dict[int, dict[str, Any]] = {}
-    if callable(progress):
-        bar = progress(engine.name, len(samples))
+    label, show = progress  # the run's name, and a bar or whether to draw one
+    if callable(show):
+        bar = show(label, len(samples))
     else:
-        bar = tqdm(total=len(samples), unit="pair", desc=engine.name, disable=not progress, dynamic_ncols=True)
+        bar = tqdm(total=len(samples), unit="pair", desc=label, disable=not show, dynamic_ncols=True)
 
     def finish(sample: Sample, result: Any) -> None:
         if isinstance(result, PairError):
@@ -634,6 +642,7 @@ def _score_all(
                 collect(block=False)
             if batch:
                 executor.submit(batch)
+            executor.seal()
             while executor.pending:
                 collect(block=True)
             for sample, result in pool.results(block=True):

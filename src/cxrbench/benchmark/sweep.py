@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import itertools
 import re
-from collections.abc import Sequence
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -153,24 +155,25 @@ def check_configurations(configurations: Sequence[Configuration], fixed: dict[st
 
 
 class GridProgress:
-    """One progress bar over every configuration's pairs; each run draws on it through a view (runner's
-    `progress` callable), the bar's label naming the configuration being run (`current`)."""
+    """One progress bar over every configuration's pairs; each run draws on it through a view (the runner's
+    `progress` callable), labelling it with its configuration's name. Runs may draw from several threads."""
 
     def __init__(self, configurations: int, enabled: bool):
         self.configurations = configurations
         self.enabled = enabled
-        self.current = ""
         self.bar: Any = None
+        self.lock = threading.Lock()
 
     def __call__(self, description: str, total: int) -> _RunView:
-        if self.bar is None:  # every configuration runs the same pairs
-            from tqdm.auto import tqdm
+        with self.lock:
+            if self.bar is None:  # every configuration runs the same pairs
+                from tqdm.auto import tqdm
 
-            self.bar = tqdm(
-                total=total * self.configurations, unit="pair", disable=not self.enabled, dynamic_ncols=True
-            )
-        self.bar.set_description(self.current or description)
-        return _RunView(self.bar)
+                self.bar = tqdm(
+                    total=total * self.configurations, unit="pair", disable=not self.enabled, dynamic_ncols=True
+                )
+            self.bar.set_description(description)
+        return _RunView(self)
 
     def close(self) -> None:
         if self.bar is not None:
@@ -179,10 +182,11 @@ class GridProgress:
 
 @dataclass
 class _RunView:
-    bar: Any
+    grid: GridProgress
 
     def update(self, n: int = 1) -> None:
-        self.bar.update(n)
+        with self.grid.lock:
+            self.grid.bar.update(n)
 
     def close(self) -> None:
         """The grid's bar outlives each run."""
@@ -202,36 +206,62 @@ def run_sweep(
 
     `run_options` go to every run (out, data_root, dataset_options, protocol, limit, seed, ...); a finished
     configuration is not recomputed on a rerun (its heatmaps are cached), so a killed sweep resumes. The runs share
-    the LDM's inversion trajectories and unthresholded maps (docs/ldm.md section 6).
+    the LDM's inversion trajectories and unthresholded maps (docs/ldm.md section 6). Locally the configurations run
+    one after another; with `executor="ray"` they share one pool of Ray workers (`_on_ray`).
     """
     from cxrbench.benchmark.runner import run_benchmark
 
     fixed = dict(fixed_options or {})
     check_configurations(configurations, fixed)
-    started = False
-    if run_options.get("executor") == "ray":  # one Ray instance for the whole sweep, not one per configuration
-        from cxrbench.benchmark.executors import connect_ray, import_ray
-
-        started = connect_ray(run_options.get("ray_address"))
     bar = GridProgress(len(configurations), progress)
     force = run_options.pop("force", False)  # clears the caches once, before the first configuration
-    results = []
+
+    def run(i: int, configuration: Configuration, **pool: Any) -> Any:
+        options = {**fixed, **configuration.options}
+        return run_benchmark(
+            method,
+            dataset,
+            name=configuration.name,
+            method_options=options,
+            progress=bar,
+            force=force and i == 0,
+            **run_options,
+            **pool,
+        )
+
     try:
-        for i, configuration in enumerate(configurations):
-            bar.current = configuration.name
-            results.append(
-                run_benchmark(
-                    method,
-                    dataset,
-                    name=configuration.name,
-                    method_options={**fixed, **configuration.options},
-                    progress=bar,
-                    force=force and i == 0,
-                    **run_options,
-                )
-            )
+        if run_options.get("executor") == "ray":
+            return _on_ray(configurations, run, run_options)
+        return [run(i, configuration) for i, configuration in enumerate(configurations)]
     finally:
         bar.close()
-        if started:
-            import_ray().shutdown()
-    return results
+
+
+def _on_ray(configurations: Sequence[Configuration], run: Callable[..., Any], run_options: dict[str, Any]) -> list[Any]:
+    """Every configuration on one `RayPool`, each run in a thread of this process: the workers start once and load
+    each configuration's method on first use. Configuration i + 1 starts once every started one has handed all its
+    batches to the workers (`RayPool.wait_for_room`), so workers never idle between configurations while a
+    configuration still reuses the shared work of the ones before it (docs/scaling.md, "Sweeps on Ray"). After a
+    failure no further configuration starts; those running finish, and the first failure is raised."""
+    from cxrbench.benchmark.ray_executor import RayPool
+
+    cluster = [run_options.pop(key, None) for key in ("ray_address", "gpus_per_worker", "workers")]
+    pool = RayPool(*cluster)
+    threads = ThreadPoolExecutor(len(configurations), thread_name_prefix="cxrbench-sweep")
+    futures: list[Future] = []
+    try:
+        for i, configuration in enumerate(configurations):
+            if futures:
+                pool.wait_for_room(i, futures[-1].done)
+                if any(f.done() and f.exception() is not None for f in futures):
+                    break
+            future = threads.submit(run, i, configuration, ray_pool=pool)
+            future.add_done_callback(lambda _: pool.wake())
+            futures.append(future)
+        wait(futures)
+        return [future.result() for future in futures]
+    finally:
+        if not all(future.done() for future in futures):  # interrupted: stop the runs (their maps are cached)
+            pool.stop()
+        threads.shutdown(wait=True)
+        pool.close()

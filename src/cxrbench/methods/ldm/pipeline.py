@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 import numpy as np
 
 from cxrbench.benchmark.protocol import resize
-from cxrbench.errors import CxrbenchError, DataError
+from cxrbench.errors import CxrbenchError, DataError, PairsDataError
 from cxrbench.hashing import array_digest
 from cxrbench.methods.ldm.attention import HEATMAP, AttentionRecorder, PairMaps, Recording, mean_map
 from cxrbench.methods.ldm.ddim import alphas_cumprod, invert_step
@@ -82,11 +82,19 @@ def token_spans(
     tokenizer, prompts: Sequence[str], tokens: Tokens = "all", class_names: Sequence[str] | None = None
 ) -> list[slice]:
     """The token positions each prompt's map averages: its real tokens (1 .. n-2), or with `tokens="pathology"`
-    those of the pair's class (pathology_span)."""
+    those of the pair's class (pathology_span; prompts holding none: PairsDataError naming their positions)."""
     if tokens == "pathology":
         if class_names is None:
             raise CxrbenchError("option tokens=pathology needs the pairs' class names (the runner passes them)")
-        return [pathology_span(tokenizer, p, c) for p, c in zip(prompts, class_names, strict=True)]
+        spans, bad = [], {}
+        for i, (prompt, class_name) in enumerate(zip(prompts, class_names, strict=True)):
+            try:
+                spans.append(pathology_span(tokenizer, prompt, class_name))
+            except DataError as exc:
+                bad[i] = str(exc)
+        if bad:  # the others stay one batch (a batch of other size would change their maps' float rounding)
+            raise PairsDataError(bad)
+        return spans
     return [real_tokens(n) for n in token_counts(tokenizer, prompts)]
 
 

@@ -8,8 +8,10 @@
   keyed by everything above plus the prompt's context, token span, layers and window; configurations differing only
   in `otsu` share them.
 
-Entries are `<kind>-<key>[-<first>-<stop>]-<checksum>.npz` (sha256 of the bytes: a corrupt entry is dropped and
-recomputed), written atomically; several processes (Ray workers) may write the same entry, with the same content.
+Each key has its own folder, `<key>/traj-<first>-<stop>-<checksum>.npz` or `<key>/maps-<checksum>.npz` (checksum:
+sha256 of the bytes; a corrupt entry is dropped and recomputed), written atomically. A lookup lists only its key's
+folder, so an entry another process (a Ray worker, a concurrent configuration) wrote a moment ago is found as
+readily as one of this process; several processes may write the same entry, with the same content.
 """
 
 from __future__ import annotations
@@ -25,12 +27,10 @@ from typing import Any
 
 import numpy as np
 
-from cxrbench.benchmark.store import write_atomic
+from cxrbench.benchmark.store import WriteError, write_atomic
 
-SCHEMA = 1
-_ENTRY = re.compile(
-    r"(?P<kind>traj|maps)-(?P<key>[0-9a-f]{64})(?:-(?P<first>\d+)-(?P<stop>\d+))?-(?P<sum>[0-9a-f]{16})"
-)
+SCHEMA = 2  # part of every key: bump it when a change alters what an entry holds
+_ENTRY = re.compile(r"(?P<kind>traj|maps)(?:-(?P<first>\d+)-(?P<stop>\d+))?-(?P<sum>[0-9a-f]{16})")
 
 
 def work_key(**parts: Any) -> str:
@@ -40,32 +40,30 @@ def work_key(**parts: Any) -> str:
 
 
 class SharedWork:
-    """The folder of shared entries, indexed once when opened."""
+    """The folder of shared entries, one sub-folder per key."""
 
     def __init__(self, folder: Path):
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
-        self._trajectories: dict[str, dict[range, Path]] = {}
-        self._maps: dict[str, Path] = {}
         self.writable = True
-        for path in self.folder.glob("*.npz"):
-            match = _ENTRY.fullmatch(path.stem)
-            if match is None:
-                continue
-            if match["kind"] == "traj":
-                window = range(int(match["first"]), int(match["stop"]))
-                self._trajectories.setdefault(match["key"], {})[window] = path
-            else:
-                self._maps[match["key"]] = path
 
-    def _read(self, path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
+    def _entries(self, key: str, kind: str) -> list[tuple[re.Match[str], Path]]:
+        """The key's stored entries of `kind`, as (name match, path); none when its folder does not exist."""
+        try:
+            paths = list((self.folder / key).iterdir())
+        except OSError:
+            return []
+        found = [(_ENTRY.fullmatch(p.stem), p) for p in paths if p.suffix == ".npz"]
+        return [(m, p) for m, p in found if m is not None and m["kind"] == kind]
+
+    def _read(self, match: re.Match[str], path: Path, names: tuple[str, ...]) -> dict[str, np.ndarray] | None:
         """The entry's arrays (holding at least `names`), or None: gone or unreadable, or corrupt (then deleted)."""
         try:
             data = path.read_bytes()
         except OSError:
             return None
         try:
-            if hashlib.sha256(data).hexdigest()[:16] != _ENTRY.fullmatch(path.stem)["sum"]:
+            if hashlib.sha256(data).hexdigest()[:16] != match["sum"]:
                 raise ValueError("checksum mismatch")
             with np.load(io.BytesIO(data), allow_pickle=False) as entry:
                 arrays = {name: entry[name] for name in entry.files}
@@ -77,52 +75,47 @@ class SharedWork:
             return None
         return arrays
 
-    def _write(self, stem: str, arrays: dict[str, np.ndarray]) -> Path | None:
-        """Store an entry; None when the folder cannot take it (full disk, no permission): then sharing stops for
-        this process with one warning, and the work goes on."""
+    def _write(self, key: str, stem: str, arrays: dict[str, np.ndarray]) -> None:
+        """Store an entry in the key's folder. Where the folder cannot take it (full disk, no permission), sharing
+        stops for this process with one warning, and the work goes on."""
         if not self.writable:
-            return None
+            return
         buffer = io.BytesIO()
         np.savez(buffer, **arrays)
         data = buffer.getvalue()
-        path = self.folder / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.npz"
+        path = self.folder / key / f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.npz"
         try:
+            path.parent.mkdir(exist_ok=True)
             write_atomic(path, data)
-        except OSError as exc:  # WriteError included
+        except OSError as exc:
             self.writable = False
-            warnings.warn(f"{exc}; shared work is no longer stored in {self.folder}", stacklevel=3)
-            return None
-        return path
+            reason = exc if isinstance(exc, WriteError) else f"cannot write {path} ({exc.strerror or exc})"
+            warnings.warn(f"{reason}; shared work is no longer stored in {self.folder}", stacklevel=3)
 
     def trajectory(self, key: str, steps: range) -> np.ndarray | None:
         """The latents (len(steps), C, H, W) of `steps`, from a stored window holding them all; or None."""
-        for window, path in list(self._trajectories.get(key, {}).items()):
+        for match, path in self._entries(key, "traj"):
+            window = range(int(match["first"]), int(match["stop"]))
             if window.start <= steps.start and steps.stop <= window.stop:
-                entry = self._read(path, ("latents",))
+                entry = self._read(match, path, ("latents",))
                 if entry is None or len(entry["latents"]) != len(window):
-                    del self._trajectories[key][window]
                     continue
                 offset = steps.start - window.start
                 return entry["latents"][offset : offset + len(steps)]
         return None
 
     def put_trajectory(self, key: str, steps: range, latents: np.ndarray) -> None:
-        path = self._write(f"traj-{key}-{steps.start}-{steps.stop}", {"latents": np.asarray(latents, np.float32)})
-        if path is not None:
-            self._trajectories.setdefault(key, {})[steps] = path
+        self._write(key, f"traj-{steps.start}-{steps.stop}", {"latents": np.asarray(latents, np.float32)})
 
     def maps(self, key: str) -> tuple[dict[int, np.ndarray], int] | None:
         """A pair's attention-map sums per grid side and the number of maps summed; or None."""
-        path = self._maps.get(key)
-        entry = self._read(path, ("count",)) if path is not None else None
-        if entry is None:
-            self._maps.pop(key, None)
-            return None
-        count = int(entry.pop("count"))
-        return {int(name.removeprefix("side")): grid for name, grid in entry.items()}, count
+        for match, path in self._entries(key, "maps"):
+            entry = self._read(match, path, ("count",))
+            if entry is not None:
+                count = int(entry.pop("count"))
+                return {int(name.removeprefix("side")): grid for name, grid in entry.items()}, count
+        return None
 
     def put_maps(self, key: str, sums: dict[int, np.ndarray], count: int) -> None:
         arrays = {f"side{side}": np.asarray(grid, np.float64) for side, grid in sums.items()}
-        path = self._write(f"maps-{key}", {**arrays, "count": np.array(count)})
-        if path is not None:
-            self._maps[key] = path
+        self._write(key, "maps", {**arrays, "count": np.array(count)})
