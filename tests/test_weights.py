@@ -2,13 +2,17 @@
 
 import hashlib
 import os
+import re
 import sys
+import warnings
 
 import pytest
 
 from cxrbench.errors import WeightsError
 from cxrbench.hashing import sha256_file
 from cxrbench.weights import (
+    LDM_BUNDLE,
+    LDM_BUNDLE_VERSION,
     PIN_FILE,
     WEIGHT_FILES,
     WeightFile,
@@ -387,4 +391,77 @@ def test_the_pinned_revision_is_read_before_main(tmp_path, monkeypatch):
     write_hub_repo(hub, "microsoft/BiomedVLP-CXR-BERT-specialized", {file.path: b"a later checkpoint"})  # main
     root = weights_root(hub)
     assert (root / file.path).read_bytes() == (layout / file.path).read_bytes()
+    assert verify(file, root) == root / file.path
+
+
+# --- The LDM bundle in a hub cache: at the version MONAI's bundle download asks the hub for -------------------
+
+
+BUNDLE = {
+    "configs/inference.json": b"{}",
+    "models/autoencoder.pth": b"autoencoder 1.0.2",
+    "models/diffusion_model.pth": b"diffusion model 1.0.2",
+}
+
+
+def _bundle_hub(hub, files=BUNDLE, revisions=(LDM_BUNDLE_VERSION,)):
+    """The bundle as `monai.bundle.download` leaves it in a hub cache: `snapshot_download(repo_id="MONAI/<bundle>",
+    revision=<version>)` names the ref after the version (the repo holds configs/ and models/ at its root)."""
+    from cxrbench.testing.hub import write_hub_repo
+
+    return write_hub_repo(hub, f"MONAI/{LDM_BUNDLE}", files, revisions=revisions)
+
+
+def _bundle_file(name="models/autoencoder.pth"):
+    return next(f for f in WEIGHT_FILES if f.path == f"{LDM_BUNDLE}/{name}")
+
+
+def test_the_ldm_bundle_is_read_from_a_hub_cache_at_its_pinned_version(tmp_path, monkeypatch):
+    _hub_env(monkeypatch, tmp_path)
+    snapshot = _bundle_hub(tmp_path / "hub")
+    root = weights_root(tmp_path / "hub")
+    file = _bundle_file()
+    assert verify(file, root) == root / file.path
+    assert (root / file.path).read_bytes() == BUNDLE["models/autoencoder.pth"]
+    row = {r["file"]: r for r in status(root)}[file.path]
+    assert row["status"] == "ok" and row["found"].startswith(f"hub MONAI/{LDM_BUNDLE}@{snapshot.name[:12]}")
+
+
+@pytest.mark.parametrize("pinned_ref", [False, True], ids=["no-pinned-ref", "pinned-ref-without-the-file"])
+def test_an_ldm_bundle_found_only_at_main_is_refused(tmp_path, monkeypatch, pinned_ref):
+    """MONAI's download reads the bundle at its version's revision; the repo's main may hold another release."""
+    _hub_env(monkeypatch, tmp_path)
+    hub = tmp_path / "hub"
+    if pinned_ref:  # the cache's 1.0.2 names a commit it holds only the inference config of
+        _bundle_hub(hub, {"configs/inference.json": b"{}"})
+    main = _bundle_hub(hub, {**BUNDLE, "models/autoencoder.pth": b"a later autoencoder"}, revisions=("main",))
+    root = weights_root(hub)
+    file = _bundle_file()
+    with pytest.raises(WeightsError) as info:
+        verify(file, root)
+    message = str(info.value)
+    assert "\n" not in message and str(root / file.path) in message
+    assert f"at main (commit {main.name[:12]})" in message
+    assert f"not at the pinned revision {LDM_BUNDLE_VERSION}" in message and "nothing confirms it" in message
+    assert "`cxrbench weights fetch ldm`" in message and "--allow-unverified-weights" in message
+    with pytest.warns(UserWarning, match=f"not at the pinned revision {re.escape(LDM_BUNDLE_VERSION)}"):
+        assert verify(file, root, allow_unverified=True) == root / file.path
+    rows = {r["file"]: r["status"] for r in status(root)}
+    assert rows[file.path] == f"at main (commit {main.name[:12]}), not the pinned {LDM_BUNDLE_VERSION}: unverified"
+    assert file.path not in {c.path for c in pin(root)}  # never approved by a pin
+
+
+def test_an_ldm_bundle_whose_main_is_the_pinned_version_is_accepted_until_main_moves(tmp_path, monkeypatch):
+    _hub_env(monkeypatch, tmp_path)
+    hub = tmp_path / "hub"
+    _bundle_hub(hub, revisions=("main", LDM_BUNDLE_VERSION))  # one commit, both names
+    file = _bundle_file()
+    root = weights_root(hub)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert verify(file, root) == root / file.path
+    # main moves on to a later release: the pinned version's file is still the one read
+    _bundle_hub(hub, {**BUNDLE, "models/autoencoder.pth": b"a later autoencoder"}, revisions=("main",))
+    root = weights_root(hub)
+    assert (root / file.path).read_bytes() == BUNDLE["models/autoencoder.pth"]
     assert verify(file, root) == root / file.path

@@ -10,7 +10,16 @@ import zipfile
 import pytest
 
 from cxrbench.testing.hub import publish_folder, tar_gz, write_hub_repo
-from cxrbench.weights import LDM_BUNDLE, LDM_BUNDLE_VERSION, PIN_FILE, status, weights_root
+from cxrbench.weights import (
+    LDM_BUNDLE,
+    LDM_BUNDLE_VERSION,
+    PIN_FILE,
+    RADGRAPH_BERT,
+    RADGRAPH_BERT_FOLDER,
+    WEIGHT_FILES,
+    status,
+    weights_root,
+)
 
 from .conftest import require, require_torch
 
@@ -225,6 +234,8 @@ def test_fetch_ldm_asks_monai_for_the_pinned_bundle_version(tmp_path, hub, monke
     fetch(["ldm"], tmp_path / "w", cache=hub)
     fetch(["ldm"], tmp_path / "v", revision="1.0.0", cache=hub)
     assert asked == [LDM_BUNDLE_VERSION, "1.0.0"]
+    # the revision MONAI is asked for by default is the one the hub lookup reads the bundle's files at
+    assert {f.revision for f in WEIGHT_FILES if f.path.startswith(f"{LDM_BUNDLE}/")} == {asked[0]}
     for folder, version, requested in (("w", LDM_BUNDLE_VERSION, None), ("v", "1.0.0", "1.0.0")):
         record = json.loads((tmp_path / folder / "PROVENANCE.json").read_text())[f"{LDM_BUNDLE}/models/autoencoder.pth"]
         assert record["source"] == f"MONAI bundle {LDM_BUNDLE}"
@@ -242,6 +253,17 @@ def test_monai_bundle_download_takes_the_arguments_fetch_passes():
     assert {"name", "version", "bundle_dir", "url", "progress"} <= set(inspect.signature(download).parameters)
 
 
+# RadGraph-XL's BERT as its hub repo holds it (placeholder bytes: fetching copies and hashes them)
+BERT_REPO = {
+    "config.json": b'{"model_type": "bert"}',
+    "vocab.txt": b"[PAD]\n[UNK]\n",
+    "tokenizer_config.json": b'{"do_lower_case": true}',
+    "special_tokens_map.json": b'{"unk_token": "[UNK]"}',
+    "pytorch_model.bin": b"encoder weights: weights.th holds RadGraph-XL's",
+    "README.md": b"# BiomedBERT\n",
+}
+
+
 def test_fetch_radgraph_unpacks_the_archive_and_refuses_an_escaping_member(cli, tmp_path, hub):
     members = {  # as radgraph 0.1.18 reads them once unpacked into <cache>/radgraph-xl/
         "config.json": b'{"model": {}}',
@@ -249,14 +271,22 @@ def test_fetch_radgraph_unpacks_the_archive_and_refuses_an_escaping_member(cli, 
         "vocabulary/labels.txt": b"ANAT-DP\n",
     }
     write_hub_repo(hub, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": tar_gz(members)})
+    bert = write_hub_repo(hub, RADGRAPH_BERT, BERT_REPO)
     result = cli("weights", "--weights", "w", "fetch", "radgraph")  # the group's --weights serves fetch too
     assert result.returncode == 0, result.stderr
     root = tmp_path / "w"
     assert (root / "radgraph-xl" / "vocabulary" / "labels.txt").read_bytes() == b"ANAT-DP\n"
+    fetched = ("config.json", "vocab.txt", "tokenizer_config.json", "special_tokens_map.json")
     assert _pins(root) == {
         "radgraph-xl/config.json": hashlib.sha256(members["config.json"]).hexdigest(),
         "radgraph-xl/weights.th": hashlib.sha256(members["weights.th"]).hexdigest(),
+        **{f"{RADGRAPH_BERT_FOLDER}/{n}": hashlib.sha256(BERT_REPO[n]).hexdigest() for n in fetched},
     }
+    assert sorted(p.name for p in (root / RADGRAPH_BERT_FOLDER).iterdir()) == sorted(fetched)  # no weights, README
+    provenance = json.loads((root / "PROVENANCE.json").read_text())[f"{RADGRAPH_BERT_FOLDER}/vocab.txt"]
+    assert provenance["source"] == f"Hugging Face {RADGRAPH_BERT}" and provenance["revision"] == bert.name
+    assert provenance["pinned_revision"] is None  # radgraph pins none: main
+    assert all(r["status"] == "ok" for r in status(root) if r["family"] == "radgraph")
     # a changed file is never pinned silently, and an archive member leaving the folder is refused
     other = tmp_path / "hub2"
     write_hub_repo(
@@ -264,6 +294,7 @@ def test_fetch_radgraph_unpacks_the_archive_and_refuses_an_escaping_member(cli, 
         "StanfordAIMI/RRG_scorers",
         {"radgraph-xl.tar.gz": tar_gz({**members, "weights.th": b"other"})},
     )
+    write_hub_repo(other, RADGRAPH_BERT, BERT_REPO)
     changed = cli("weights", "fetch", "radgraph", "--weights", "w", "--hub-cache", str(other))
     assert changed.returncode == 2 and "radgraph-xl/weights.th: the fetched file differs" in changed.stderr
     assert (root / "radgraph-xl" / "weights.th").read_bytes() == b"state dict bytes"
@@ -272,3 +303,24 @@ def test_fetch_radgraph_unpacks_the_archive_and_refuses_an_escaping_member(cli, 
     refused = cli("weights", "fetch", "radgraph", "--weights", "v", "--hub-cache", str(evil))
     assert refused.returncode == 2 and "cannot unpack" in refused.stderr
     assert not list(tmp_path.rglob("escaped")) and _leftovers(tmp_path / "v") == []
+
+
+def test_fetch_radgraph_takes_the_bert_files_its_repo_has(cli, tmp_path, hub):
+    """tokenizer_config.json and special_tokens_map.json are read only where the repo has them; config.json and
+    vocab.txt are needed, and without one nothing is placed."""
+    members = {"config.json": b'{"model": {}}', "weights.th": b"state dict bytes", "vocabulary/labels.txt": b"A\n"}
+    write_hub_repo(hub, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": tar_gz(members)})
+    required = {n: BERT_REPO[n] for n in ("config.json", "vocab.txt")}
+    write_hub_repo(hub, RADGRAPH_BERT, required)
+    result = cli("weights", "fetch", "radgraph", "--weights", "w")
+    assert result.returncode == 0, result.stderr
+    rows = {r["file"]: r["status"] for r in status(tmp_path / "w") if r["family"] == "radgraph"}
+    assert rows[f"{RADGRAPH_BERT_FOLDER}/vocab.txt"] == "ok"
+    assert rows[f"{RADGRAPH_BERT_FOLDER}/tokenizer_config.json"].startswith("absent (optional")
+    listing = cli("weights", "--weights", "w").stdout
+    assert f"{RADGRAPH_BERT_FOLDER}/special_tokens_map.json" in listing
+    write_hub_repo(hub, RADGRAPH_BERT, {"config.json": BERT_REPO["config.json"]})  # main moves: no vocab.txt
+    missing = cli("weights", "fetch", "radgraph", "--weights", "v")
+    assert missing.returncode == 2 and missing.stderr.count("\n") == 1
+    assert f"{RADGRAPH_BERT} at revision main has no vocab.txt; nothing was placed" in missing.stderr
+    assert _leftovers(tmp_path / "v") == []

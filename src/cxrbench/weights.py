@@ -52,9 +52,9 @@ ALTERNATIVES = {"model.safetensors": ("pytorch_model.bin",)}
 
 @dataclass(frozen=True)
 class WeightFile:
-    """One file a method family needs: its path under the weights folder, its public source, its sha256, and
-    where a Hugging Face hub cache keeps it (`repo`, the file's path in the repo, the revision its publisher's
-    code pins; None: the repo's `main`)."""
+    """One file a method family needs: its path under the weights folder, its public source, its sha256, where a
+    Hugging Face hub cache keeps it (`repo`, the file's path in the repo, the revision its publisher's code pins;
+    None: the repo's `main`), and whether its library reads it only where the repo has it (`optional`)."""
 
     family: str
     path: str
@@ -63,6 +63,7 @@ class WeightFile:
     repo: str | None = None
     repo_path: str | None = None
     revision: str | None = None
+    optional: bool = False
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -78,13 +79,24 @@ def repo_path(file: WeightFile, layout_path: str) -> str:
     return layout_path[len(file.path) - len(file.repo_path) :]
 
 
-def _hf(family: str, path: str, repo: str, repo_path: str, revision: str | None = None) -> WeightFile:
-    return WeightFile(family, path, f"Hugging Face {repo}", repo=repo, repo_path=repo_path, revision=revision)
+def _hf(
+    family: str, path: str, repo: str, repo_path: str, revision: str | None = None, optional: bool = False
+) -> WeightFile:
+    source = f"Hugging Face {repo}"
+    return WeightFile(family, path, source, repo=repo, repo_path=repo_path, revision=revision, optional=optional)
 
 
 def _bundle(path: str, note: str = "") -> WeightFile:
+    """A file of the LDM bundle. MONAI's bundle download (monai.bundle.scripts.download, default source
+    "monaihosting") fetches it with `huggingface_hub.snapshot_download(repo_id="MONAI/<bundle>",
+    revision=<version>)`: in a hub cache it lies under `models--MONAI--<bundle>`, its ref named by the version."""
     return WeightFile(
-        "ldm", f"{_LDM}/{path}", f"MONAI model zoo bundle {_LDM}{note}", repo=f"MONAI/{_LDM}", repo_path=path
+        "ldm",
+        f"{_LDM}/{path}",
+        f"MONAI model zoo bundle {_LDM} {LDM_BUNDLE_VERSION}{note}",
+        repo=f"MONAI/{_LDM}",
+        repo_path=path,
+        revision=LDM_BUNDLE_VERSION,
     )
 
 
@@ -98,6 +110,17 @@ REVISIONS = {CXR_BERT: "v1.1", BIOVIL_T: "v1.0"}
 # RadGraph-XL: the radgraph package downloads this archive (hf_hub_download) and unpacks it into
 # `<model_cache_dir>/radgraph-xl/`, then reads config.json, weights.th and vocabulary/ there (radgraph 0.1.18).
 RADGRAPH_REPO, RADGRAPH_ARCHIVE, RADGRAPH_MODEL = "StanfordAIMI/RRG_scorers", "radgraph-xl.tar.gz", "radgraph-xl"
+# The BERT the archive's config.json names (dataset_reader.token_indexers.bert.model_name and
+# model.embedder.token_embedders.bert.model_name): radgraph 0.1.18 builds its tokenizer with
+# `AutoTokenizer.from_pretrained(name, use_fast=True[, cache_dir=tokenizer_cache_dir])` and its encoder with
+# `AutoModel.from_config(AutoConfig.from_pretrained(name))`, the encoder's weights coming from weights.th; it pins
+# no revision (main). The hub renamed the repo from its former PubMedBERT name, which it still redirects.
+RADGRAPH_BERT = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext"
+RADGRAPH_BERT_NAMES = (RADGRAPH_BERT, "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract-fulltext")
+RADGRAPH_BERT_FOLDER = RADGRAPH_BERT.split("/")[1]
+# What AutoConfig and the BERT tokenizer read: required, then read only where the repo has them.
+_RADGRAPH_BERT_FILES = (("config.json", False), ("vocab.txt", False), ("tokenizer_config.json", True))
+_RADGRAPH_BERT_FILES += (("special_tokens_map.json", True),)
 ARCHIVES = "hub-archives"
 _BERT_FILES = ("config.json", "pytorch_model.bin", "vocab.txt", "tokenizer_config.json")
 _SD_FILES = (
@@ -128,6 +151,10 @@ WEIGHT_FILES: tuple[WeightFile, ...] = (
     *_biovil("biovil-t", "biovil_t_image_model_proj_size_128.pt", BIOVIL_T),
     WeightFile("radgraph", "radgraph-xl/weights.th", f"Hugging Face {RADGRAPH_REPO}, {RADGRAPH_ARCHIVE}"),
     WeightFile("radgraph", "radgraph-xl/config.json", f"Hugging Face {RADGRAPH_REPO}, {RADGRAPH_ARCHIVE}"),
+    *(
+        _hf("radgraph", f"{RADGRAPH_BERT_FOLDER}/{name}", RADGRAPH_BERT, name, optional=optional)
+        for name, optional in _RADGRAPH_BERT_FILES
+    ),
 )
 FAMILIES = tuple(dict.fromkeys(f.family for f in WEIGHT_FILES))
 
@@ -548,15 +575,15 @@ def write_pins(root: Path, pins: dict[str, str]) -> None:
 
 
 def status(root: Path) -> list[dict[str, str]]:
-    """Per file: family, layout path (the stand-in's where one is used), present?, recorded hash, whether the
-    file matches it, and where it was found."""
+    """Per file: family, layout path (the stand-in's where one is used), present? (an absent optional file is no
+    fault), recorded hash, whether the file matches it, and where it was found."""
     rows = []
     for file in WEIGHT_FILES:
         path = present(file, root)
         expected = recorded_hash(file, root, path) if path else file.sha256
         stray = stray_revision(file, root, path) if path else None
         if path is None:
-            state = "missing"
+            state = "absent (optional: read only where its repo has it)" if file.optional else "missing"
         elif stray is not None and unconfirmed_revision(file, root, path) is not None:
             state = f"at {stray}, not the pinned {file.revision}: unverified"
         elif expected is None:

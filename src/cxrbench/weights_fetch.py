@@ -7,9 +7,13 @@ weights layout, then hash them and record their pins and provenance (docs/weight
   checkpoints come from the repository, revision and file hi-ml-multimodal's own download uses
   (`health_multimodal.image.model.pretrained`), and at that revision must match the library's md5.
 - The MONAI bundle `cxr_image_synthesis_latent_diffusion_model`: `monai.bundle.download` at the version cxrbench
-  pins (`LDM_BUNDLE_VERSION`; `--revision` for another), from its default source or `url=` for a copy of the
-  bundle's zip; the bundle's `metadata.json` must name that version.
-- RadGraph-XL's archive, unpacked into `radgraph-xl/` as the radgraph package unpacks it.
+  pins (`LDM_BUNDLE_VERSION`, the bundle files' `WeightFile.revision`; `--revision` for another), from its
+  default source (the hub repo `MONAI/<bundle>` at the revision named by that version) or `url=` for a copy of
+  the bundle's zip; the bundle's `metadata.json` must name that version.
+- RadGraph-XL's archive, unpacked into `radgraph-xl/` as the radgraph package unpacks it, and the files of the BERT
+  its config.json names that transformers reads when the radgraph package builds its tokenizer and encoder
+  (`RADGRAPH_BERT`: config.json and vocab.txt, with tokenizer_config.json and special_tokens_map.json where the
+  repo has them), by `snapshot_download` from that repo's main.
 
 PROVENANCE.json records, per file, the revision it was resolved at, the one cxrbench pins and, where `--revision`
 asked for another, that one.
@@ -34,7 +38,6 @@ from cxrbench.hashing import sha256_file
 from cxrbench.weights import (
     FAMILIES,
     LDM_BUNDLE,
-    LDM_BUNDLE_VERSION,
     PIN_FILE,
     RADGRAPH_ARCHIVE,
     RADGRAPH_MODEL,
@@ -93,6 +96,8 @@ def _hub_files(files: Sequence[WeightFile], requested: str | None, cache: Path |
     fetched = []
     for file in files:
         found = next((c for c in file.candidates if (snapshot / repo_path(file, c)).is_file()), None)
+        if found is None and file.optional:  # its library reads it only where the repo has it
+            continue
         if found is None:
             raise WeightsError(f"{repo} at revision {revision or 'main'} has no {file.repo_path}; nothing was placed")
         target = stage / found
@@ -114,12 +119,20 @@ def _check_library_md5(file: WeightFile, revision: str | None, path: Path) -> No
         )
 
 
+def _bundle_table() -> list[WeightFile]:
+    return [f for f in files_of("ldm") if f.path.startswith(f"{LDM_BUNDLE}/")]
+
+
 def _bundle_files(requested: str | None, url: str | None, stage: Path) -> list[Fetched]:
     """The bundle's inference config and checkpoints, downloaded by `monai.bundle.download` into `stage`, at the
     version cxrbench pins or the one `--revision` asked for, which its metadata.json must name."""
     from monai.bundle import download
 
-    version, origin = requested or LDM_BUNDLE_VERSION, url or f"MONAI bundle {LDM_BUNDLE}"
+    # `download` passes the version to huggingface_hub as the revision of MONAI/<bundle>: the ref a hub cache keeps
+    # the bundle under, so the version asked for by default is the table's pin, the revision the hub lookup reads.
+    (pinned,) = {f.revision for f in _bundle_table()}
+    assert pinned is not None
+    version, origin = requested or pinned, url or f"MONAI bundle {LDM_BUNDLE}"
     folder = stage / ".bundle"
     download(name=LDM_BUNDLE, version=version, bundle_dir=str(folder), url=url, progress=True)
     metadata = folder / LDM_BUNDLE / "configs" / "metadata.json"
@@ -134,7 +147,7 @@ def _bundle_files(requested: str | None, url: str | None, stage: Path) -> list[F
             + "; nothing was placed. Pass --revision VERSION to fetch another version (recorded as such)"
         )
     fetched = []
-    for file in (f for f in files_of("ldm") if f.path.startswith(f"{LDM_BUNDLE}/")):
+    for file in _bundle_table():
         source = folder / file.path
         if not source.is_file():
             raise WeightsError(
@@ -144,7 +157,7 @@ def _bundle_files(requested: str | None, url: str | None, stage: Path) -> list[F
         (stage / file.path).parent.mkdir(parents=True, exist_ok=True)
         shutil.move(source, stage / file.path)
         digest = sha256_file(stage / file.path)
-        fetched.append(Fetched(file.path, origin, found, digest, LDM_BUNDLE_VERSION, requested))
+        fetched.append(Fetched(file.path, origin, found, digest, file.revision, requested))
     shutil.rmtree(folder)
     return fetched
 
@@ -155,7 +168,7 @@ def _radgraph_files(requested: str | None, cache: Path | None, stage: Path) -> l
     snapshot = _hub_snapshot(RADGRAPH_REPO, [RADGRAPH_ARCHIVE], requested, cache)
     extract_archive(snapshot / RADGRAPH_ARCHIVE, stage / RADGRAPH_MODEL)
     fetched = []
-    for file in files_of("radgraph"):
+    for file in (f for f in files_of("radgraph") if f.repo is None):  # the archive's members
         if not (stage / file.path).is_file():
             raise WeightsError(f"{RADGRAPH_ARCHIVE} from {RADGRAPH_REPO} holds no {file.path}; nothing was placed")
         source, digest = f"Hugging Face {RADGRAPH_REPO}", sha256_file(stage / file.path)
@@ -165,17 +178,19 @@ def _radgraph_files(requested: str | None, cache: Path | None, stage: Path) -> l
 
 def _download(family: str, revision: str | None, cache: Path | None, url: str | None, stage: Path) -> list[Fetched]:
     """Every file of `family`, grouped by the repository or bundle that publishes it, into `stage`. `revision` is
-    the family's own source's: the repo's for biovil, biovil-t and radgraph, the bundle's version for ldm (whose
-    SD-2.1-base files come from that repo's main)."""
-    if family == "radgraph":
-        return _radgraph_files(revision, cache, stage)
+    the family's own source's: the repo's for biovil, biovil-t and radgraph (RadGraph-XL's archive; its BERT's
+    files come from that repo's main), the bundle's version for ldm (whose SD-2.1-base files come from that repo's
+    main)."""
     fetched = []
+    if family == "radgraph":
+        fetched += _radgraph_files(revision, cache, stage)
+        revision = None
     if family == "ldm":
         fetched += _bundle_files(revision, url, stage)
         revision = None
     repos: dict[str, list[WeightFile]] = {}
     for file in files_of(family):
-        if file.repo and not file.path.startswith(f"{LDM_BUNDLE}/"):
+        if file.repo and file not in _bundle_table():
             repos.setdefault(file.repo, []).append(file)
     for files in repos.values():
         fetched += _hub_files(files, revision, cache, stage)

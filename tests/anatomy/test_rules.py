@@ -1,3 +1,4 @@
+import json
 import os
 import sys
 import types
@@ -264,11 +265,22 @@ def test_radgraph_missing_weights_say_what_and_where(tmp_path):
 
 
 def _radgraph_folder(root, payload, torch):
-    """<root>/radgraph-xl/ as the archive unpacks: config.json, vocabulary/, weights.th (a torch.save file)."""
+    """<root>/radgraph-xl/ as the archive unpacks (config.json naming its BERT, vocabulary/, weights.th, a torch.save
+    file) and the files of that BERT (docs/weights.md, section 1)."""
+    from cxrbench.weights import RADGRAPH_BERT, RADGRAPH_BERT_FOLDER
+
     folder = root / "radgraph-xl"
     (folder / "vocabulary").mkdir(parents=True, exist_ok=True)
-    (folder / "config.json").write_text("{}")
+    bert = {"model_name": RADGRAPH_BERT}
+    config = {
+        "dataset_reader": {"token_indexers": {"bert": bert}},
+        "model": {"embedder": {"token_embedders": {"bert": bert}}},
+    }
+    (folder / "config.json").write_text(json.dumps(config))
     torch.save(payload, folder / "weights.th")
+    (root / RADGRAPH_BERT_FOLDER).mkdir(exist_ok=True)
+    for name in ("config.json", "vocab.txt"):  # placeholders: the stand-in for radgraph.RadGraph reads nothing
+        (root / RADGRAPH_BERT_FOLDER / name).write_text(name)
     return folder
 
 
@@ -298,7 +310,7 @@ def test_radgraph_extractor_drives_the_package_offline(tmp_path, monkeypatch):
     extractor = RadGraphExtractor(tmp_path)
     assert extractor.findings("Left lower lobe opacity.") == {"Lung Opacity": ["left lower"]}
     assert calls["model_type"] == "radgraph-xl"
-    assert calls["model_cache_dir"] == str(tmp_path)
+    assert calls["model_cache_dir"] == extractor._folder.name  # radgraph-xl/ and the BERT, verified, linked
     assert calls["offline"] == "1"
     assert calls["sentences"] == ["Left lower lobe opacity."]
 

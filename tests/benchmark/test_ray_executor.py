@@ -338,3 +338,20 @@ def test_a_sweep_on_ray_runs_configurations_at_once_on_one_set_of_workers(cluste
     assert len(first) == len(second) == 9
     assert min(s for s, _ in second) < max(e for _, e in first)  # the second began before the first ended
     assert len({pid for pid, *_ in rows}) == 2  # both on the same two workers
+
+
+def test_a_failing_configuration_on_ray_stops_the_sweep_and_keeps_what_ran(cluster, tmp_path):
+    """The second of three configurations cannot load its method: the first finishes and is stored, the third
+    never starts, the failure is raised, and the workers leave no thread or run behind."""
+    import threading
+
+    from cxrbench.benchmark.sweep import cartesian, parse_grid, run_sweep
+
+    configurations = cartesian("center-gaussian", parse_grid(["size=64,0,32"]))
+    kwargs = {"limit": N, "n_resamples": 100, "progress": False, "score_workers": 0, "executor": "ray"}
+    with pytest.raises(CxrbenchError, match="option size must be a positive integer"):
+        run_sweep("center-gaussian", "demo", configurations, out=tmp_path, **kwargs)
+    runs = tmp_path / "demo"
+    assert (runs / "center-gaussian@size-64" / "scores.csv").is_file()
+    assert not (runs / "center-gaussian@size-0").exists() and not (runs / "center-gaussian@size-32").exists()
+    assert not [t for t in threading.enumerate() if t.name.startswith("cxrbench-sweep")]

@@ -12,7 +12,9 @@ locations of the observation that suggests it ("opacity ..., likely atelectasis"
 
 from __future__ import annotations
 
+import json
 import os
+import tempfile
 from collections.abc import Iterable
 from functools import lru_cache
 from pathlib import Path
@@ -21,12 +23,27 @@ from typing import Any
 from cxrbench.anatomy.rules import merge_locations, pathologies_named, phrase_locations
 from cxrbench.anatomy.vocabulary import PATHOLOGIES
 from cxrbench.errors import CxrbenchError, WeightsError
+from cxrbench.weights import (
+    RADGRAPH_BERT,
+    RADGRAPH_BERT_FOLDER,
+    RADGRAPH_BERT_NAMES,
+    WeightFile,
+    files_of,
+    load_state_dict,
+    present,
+    verify,
+    weights_root,
+)
 from cxrbench.weights import RADGRAPH_MODEL as MODEL
-from cxrbench.weights import files_of, load_state_dict, verify, view_source, weights_root
 
 SOURCE = (
     "radgraph-xl.tar.gz from the Hugging Face repository StanfordAIMI/RRG_scorers, unpacked into "
     "<weights>/radgraph-xl/ (`cxrbench weights fetch radgraph`)"
+)
+# Where radgraph 0.1.18 reads the BERT's name in the archive's config.json: its tokenizer's, its encoder's.
+BERT_KEYS = (
+    ("dataset_reader", "token_indexers", "bert", "model_name"),
+    ("model", "embedder", "token_embedders", "bert", "model_name"),
 )
 ANATOMY = "Anatomy::definitely present"
 # Observations that count: present, or uncertain as the rule extractor counts hedged findings ("may represent").
@@ -79,23 +96,70 @@ def graph_findings(graph: dict[str, Any], pathologies: Iterable[str] = PATHOLOGI
     return {p: ["cardiomegaly"] if p == "Cardiomegaly" else merge_locations(locs) for p, locs in found.items()}
 
 
+def _bert_files() -> list[WeightFile]:
+    return [f for f in files_of("radgraph") if f.repo == RADGRAPH_BERT]
+
+
 def radgraph_weights(weights: str | Path | None) -> Path:
     """The weights root holding a verified `radgraph-xl/` (`weights_root`: a layout folder, or a hub cache's view
-    with the archive unpacked): config.json and weights.th match their recorded sha256 and weights.th unpickles
-    with `torch.load(weights_only=True)` to a mapping of names to tensors before the radgraph package reads them
-    (radgraph 0.1.18 itself calls a plain `torch.load` when CUDA is available)."""
+    with the archive unpacked) and the files of its BERT: config.json and weights.th match their recorded sha256
+    and weights.th unpickles with `torch.load(weights_only=True)` to a mapping of names to tensors before the
+    radgraph package reads them (radgraph 0.1.18 itself calls a plain `torch.load` when CUDA is available); so do
+    the BERT's config.json and vocab.txt, and its optional tokenizer files where present."""
     root = weights_root(weights)
     files = {f.path: f for f in files_of("radgraph")}
     verify(files[f"{MODEL}/config.json"], root)
     load_state_dict(files[f"{MODEL}/weights.th"], root)
     if not (root / MODEL / "vocabulary").is_dir():
         raise WeightsError(f"RadGraph-XL weights missing: {root / MODEL / 'vocabulary'}; they come from {SOURCE}")
+    for file in _bert_files():
+        if not file.optional or present(file, root):
+            verify(file, root)
     return root
 
 
+def _at(config: Any, keys: tuple[str, ...]) -> Any:
+    """config[keys[0]][keys[1]]..., None where a key is missing."""
+    for key in keys:
+        config = config.get(key) if isinstance(config, dict) else None
+    return config
+
+
+def package_folder(root: Path, folder: Path) -> Path:
+    """`folder` as the radgraph package's `model_cache_dir`: `radgraph-xl/` links to the verified weights.th and
+    vocabulary/ and holds the verified config.json with the BERT's name (`BERT_KEYS`) replaced by the folder of
+    links to its verified files, `<folder>/<BERT>/`, so that transformers reads them from there (a local folder:
+    nothing is looked up or downloaded). The archive must name the BERT cxrbench holds (`RADGRAPH_BERT_NAMES`)."""
+    config_path = root / MODEL / "config.json"
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as exc:
+        raise WeightsError(f"cannot read {config_path}: {exc}") from None
+    bert = folder / RADGRAPH_BERT_FOLDER
+    bert.mkdir(parents=True)
+    for file in _bert_files():
+        if (found := present(file, root)) is not None:
+            (bert / Path(found).name).symlink_to((root / found).resolve())
+    for keys in BERT_KEYS:
+        name = _at(config, keys)
+        if name not in RADGRAPH_BERT_NAMES:
+            raise WeightsError(
+                f"{config_path} names {name!r} as its BERT ({'.'.join(keys)}), not {RADGRAPH_BERT}, whose files "
+                "cxrbench holds for RadGraph-XL; fetch the archive again (`cxrbench weights fetch radgraph`)"
+            )
+        parent = _at(config, keys[:-1])
+        parent[keys[-1]] = str(bert)
+    model = folder / MODEL
+    model.mkdir()
+    for name in ("weights.th", "vocabulary"):
+        (model / name).symlink_to((root / MODEL / name).resolve())
+    (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
+    return folder
+
+
 class RadGraphExtractor:
-    """RadGraph-XL read offline from `<weights>/radgraph-xl/` (`radgraph_weights`), its tokenizer from
-    `<weights>/tokenizer/` (a hub cache's view: from that cache)."""
+    """RadGraph-XL read offline from `<weights>/radgraph-xl/` and its BERT's files (`radgraph_weights`), handed to
+    the radgraph package through `package_folder` (a temporary folder kept while the extractor lives)."""
 
     def __init__(self, weights: str | Path | None):
         root = radgraph_weights(weights)
@@ -107,8 +171,10 @@ class RadGraphExtractor:
             ) from exc
         os.environ["HF_HUB_OFFLINE"] = "1"  # never download at run time
         os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        tokenizer = view_source(root) or root / "tokenizer"
-        self.model = RadGraph(model_type=MODEL, model_cache_dir=str(root), tokenizer_cache_dir=str(tokenizer))
+        self._folder = tempfile.TemporaryDirectory(prefix="cxrbench-radgraph-")
+        cache = package_folder(root, Path(self._folder.name))
+        bert = str(cache / RADGRAPH_BERT_FOLDER)
+        self.model = RadGraph(model_type=MODEL, model_cache_dir=str(cache), tokenizer_cache_dir=bert)
 
     def findings(self, sentence: str, pathologies: Iterable[str] = PATHOLOGIES) -> dict[str, list[str]]:
         output = self.model([sentence])

@@ -10,6 +10,7 @@ needs. Ray is imported only here, and only when the Ray executor is asked for.
 
 from __future__ import annotations
 
+import itertools
 import logging
 import os
 import socket
@@ -194,7 +195,8 @@ class RayPool:
         self._alive: set[int] = set()
         self._running: dict[Any, _Task] = {}
         self._runs: list[RayExecutor] = []  # open runs, in the order they were opened
-        self._opened = 0
+        self._ids = itertools.count(1)
+        self._opened = 0  # runs opened and described
         self._drops: list[Any] = []
         self._cond = threading.Condition(threading.RLock())
 
@@ -225,15 +227,16 @@ class RayPool:
                 raise CxrbenchError(
                     f"a Ray pool serves one dataset: {self.data[:3]}, not {data[:3]}; run the other one separately"
                 )
-            self._opened += 1
-            run = RayExecutor(self, self._opened, self.ray.put(method), method_options)
+            run = RayExecutor(self, next(self._ids), self.ray.put(method), method_options)
             self._runs.append(run)
-            self._cond.notify_all()
         try:
             run.spec, run.config, run.checks_pairs = self._describe(run)
         except BaseException:
             run.close()
             raise
+        with self._cond:
+            self._opened += 1  # counted once described: a run that failed to open is seen by its thread ending
+            self._cond.notify_all()
         return run
 
     def _start(self, data: tuple[Any, ...]) -> None:

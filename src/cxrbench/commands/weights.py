@@ -48,8 +48,8 @@ def weights(ctx: click.Context, weights: Path | None, pin: bool, repin: tuple[st
     if source:
         click.echo(f"  (a view of the Hugging Face hub cache {source})")
     for row in registry.status(root):
-        click.echo(f"  {row['family']:<9} {row['file']:<72} {row['status']}")
-        if row["status"] == "missing":
+        click.echo(f"  {row['family']:<9} {row['file']:<76} {row['status']}")
+        if not row["found"]:  # missing, or an optional file its repo does not have
             click.echo(f"  {'':<9} from: {row['source']}")
         elif row["found"] != str(root / row["file"]):
             click.echo(f"  {'':<9} found: {row['found']}")

@@ -60,3 +60,25 @@ def tar_gz(members: Mapping[str, bytes]) -> bytes:
             info.size = len(content)
             archive.addfile(info, io.BytesIO(content))
     return buffer.getvalue()
+
+
+def tiny_bert_files() -> dict[str, bytes]:
+    """A tiny BERT as a Hugging Face repo holds it ({path in the repo: bytes}), written by transformers itself
+    (`save_pretrained`): config.json, vocab.txt, tokenizer_config.json, special_tokens_map.json and the model's
+    weights (model.safetensors). Needs torch and transformers."""
+    import tempfile
+
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    # "a" and "b": allennlp's tokenizer (in the radgraph package) finds the special tokens by encoding them
+    words = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "left", "lower", "lobe", "opacity", ".", "a", "b"]
+    with tempfile.TemporaryDirectory() as folder:
+        (Path(folder) / "vocab.txt").write_text("\n".join(words) + "\n", encoding="utf-8")
+        BertTokenizer(str(Path(folder) / "vocab.txt"), do_lower_case=True).save_pretrained(folder)
+        config = BertConfig(
+            vocab_size=len(words), hidden_size=8, num_hidden_layers=1, num_attention_heads=2, intermediate_size=16
+        )
+        torch.manual_seed(0)
+        BertModel(config).save_pretrained(folder)
+        return {p.name: p.read_bytes() for p in sorted(Path(folder).iterdir()) if p.is_file()}
