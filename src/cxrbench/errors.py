@@ -23,6 +23,9 @@ class PairsDataError(DataError):
         super().__init__("; ".join(reasons.values()))
         self.reasons = reasons
 
+    def __reduce__(self) -> tuple[type, tuple[dict[int, str]]]:  # crosses process boundaries inside a PairError
+        return (PairsDataError, (self.reasons,))
+
 
 class MethodOutputError(CxrbenchError):
     """A method returned something the scorer cannot use (wrong shape, NaN everywhere, inf)."""

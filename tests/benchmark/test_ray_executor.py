@@ -16,13 +16,13 @@ import pytest
 from cxrbench.benchmark.ray_executor import RAY_ATTEMPTS
 from cxrbench.benchmark.runner import run_benchmark
 from cxrbench.errors import CxrbenchError, UnknownNameError
-from cxrbench.registry import METHODS
 
 from ..conftest import require
 
 # A plugin package the Ray workers find through its entry points, as a user's method would be installed on
 # every node. Each call appends "pid<TAB>prompt" to $RAY_TEST_LOG (and "pid<TAB>delay<TAB>start<TAB>end" to
-# $RAY_TEST_SPANS where set: the Ray workers); `die_on` kills the worker's own process
+# $RAY_TEST_SPANS where set: the Ray workers, which also log "pid<TAB>delay<TAB>load<TAB>time" when they load the
+# method); `die_on` kills the worker's own process
 # (SIGKILL, no Python clean-up) when it meets that prompt, part-way through a batch: once when a `flag` file
 # is given (it is created first), every time otherwise.
 PLUGIN = '''
@@ -54,6 +54,9 @@ class Sleepy:
 
     def __init__(self, delay: float = 0.0, die_on: str = "", flag: str = ""):
         self.delay, self.die_on, self.flag = float(delay), die_on, flag
+        if os.environ.get("RAY_TEST_SPANS"):
+            with open(os.environ["RAY_TEST_SPANS"], "a") as log:
+                log.write(f"{os.getpid()}\\t{self.delay}\\tload\\t{time.time()}\\n")
 
     def config(self):
         return {"delay": self.delay}
@@ -314,30 +317,32 @@ def test_a_sweep_on_ray_equals_the_local_sweep(cluster, tmp_path):
     assert ray.is_initialized()  # the sweep used the running cluster and left it running
 
 
-def test_a_sweep_on_ray_runs_configurations_at_once_on_one_set_of_workers(cluster, sleepy, tmp_path):
-    """Two configurations of 3 batches on 2 workers: the second starts while the first's last batch runs, on the
-    same two worker processes (started once for the sweep), with the local sweep's scores byte for byte."""
+def test_a_sweep_on_ray_overlaps_configurations_on_one_set_of_workers(cluster, tmp_path):
+    """Three configurations of 5 batches on 2 workers (2 batches queued on each): the second loads once the first
+    has sent out all its batches (so after its first batch) and starts while the first's last batch runs; the
+    third loads only once the first is over (two configurations at most); all on the same two worker processes.
+    (test_a_sweep_on_ray_equals_the_local_sweep compares a sweep's scores with a local one's.)"""
     from cxrbench.benchmark.sweep import cartesian, parse_grid, run_sweep
 
     spans = cluster["env"]["RAY_TEST_SPANS"]
     offset = os.path.getsize(spans) if os.path.exists(spans) else 0
-    configurations = cartesian("ray-sleepy", parse_grid(["delay=0.4,0.41"]))
-    kwargs = {"limit": 9, "n_resamples": 100, "progress": False, "score_workers": 0}
-    METHODS.register("ray-sleepy", sleepy)  # in this process; the workers find it through its entry point
-    try:
-        local = run_sweep("ray-sleepy", "demo", configurations, out=tmp_path / "local", **kwargs)
-    finally:
-        METHODS.unregister("ray-sleepy")
-    remote = run_sweep("ray-sleepy", "demo", configurations, out=tmp_path / "ray", executor="ray", **kwargs)
-    for a, b in zip(local, remote, strict=True):
-        assert _scores(a) == _scores(b)
+    configurations = cartesian("ray-sleepy", parse_grid(["delay=0.5,0.51,0.52"]))
+    kwargs = {"limit": 15, "n_resamples": 100, "progress": False, "score_workers": 0, "executor": "ray"}
+    results = run_sweep("ray-sleepy", "demo", configurations, out=tmp_path, **kwargs)
+    assert [len(r.scores) for r in results] == [15, 15, 15]
     with open(spans, "rb") as log:
         rows = [line.split("\t") for line in log.read()[offset:].decode().splitlines()]
-    first = [(float(start), float(end)) for _, delay, start, end in rows if delay == "0.4"]
-    second = [(float(start), float(end)) for _, delay, start, end in rows if delay == "0.41"]
-    assert len(first) == len(second) == 9
-    assert min(s for s, _ in second) < max(e for _, e in first)  # the second began before the first ended
-    assert len({pid for pid, *_ in rows}) == 2  # both on the same two workers
+    loads = {d: min(float(t) for _, delay, kind, t in rows if kind == "load" and delay == d) for d in ("0.51", "0.52")}
+    pairs = {
+        d: [(float(start), float(end)) for _, delay, start, end in rows if start != "load" and delay == d]
+        for d in ("0.5", "0.51")
+    }
+    assert len(pairs["0.5"]) == len(pairs["0.51"]) == 15
+    first_ends = sorted(end for _, end in pairs["0.5"])
+    assert sum(end < loads["0.51"] for end in first_ends) >= 3  # loaded after the first's first batch at least
+    assert min(start for start, _ in pairs["0.51"]) < first_ends[-1]  # began before the first ended
+    assert loads["0.52"] > first_ends[-1]  # the third waited for the first to end
+    assert len({pid for pid, *_ in rows}) == 2  # all on the same two workers
 
 
 def test_a_failing_configuration_on_ray_stops_the_sweep_and_keeps_what_ran(cluster, tmp_path):

@@ -333,15 +333,28 @@ def test_pairs_a_method_names_as_bad_data_leave_the_rest_one_batch():
     from cxrbench.capabilities import describe
     from cxrbench.registry import load_dataset
 
-    samples = [s for s in load_dataset("demo") if "edema" not in s.prompt.lower()][:3]
+    samples = [s for s in load_dataset("demo") if "edema" not in s.prompt.lower()][:4]
     edema = next(s for s in load_dataset("demo") if "edema" in s.prompt.lower())
-    batch = [samples[0], edema, samples[1], samples[2]]
+    batch = [samples[3], samples[0], edema, samples[1], samples[2]]  # the first one's image cannot be read
+    unreadable = PairError("load", DataError("cannot read its image"))
     method = _NamingBatched()
-    results, _ = compute_batch(method, describe(method), batch, [s.load_image() for s in batch])
-    assert method.batches == [[s.prompt for s in batch], [s.prompt for s in samples]]  # not one pair at a time
-    assert isinstance(results[1], PairError) and results[1].stage == "data"
-    assert str(results[1]) == f"prompt {edema.prompt!r} names edema"
-    assert [float(r[0, 0]) for i, r in enumerate(results) if i != 1] == [30, 31, 32]  # one batch of the other 3
+    results, _ = compute_batch(method, describe(method), batch, [unreadable, *(s.load_image() for s in batch[1:])])
+    sent = [s.prompt for s in batch[1:]]
+    assert method.batches == [sent, [s.prompt for s in samples[:3]]]  # not one pair at a time
+    assert results[0] is unreadable
+    assert isinstance(results[2], PairError) and results[2].stage == "data"
+    assert str(results[2]) == f"prompt {edema.prompt!r} names edema"
+    assert [float(results[i][0, 0]) for i in (1, 3, 4)] == [30, 31, 32]  # one batch of the other 3
+
+
+def test_a_pairs_data_error_crosses_process_boundaries():
+    import pickle
+
+    from cxrbench.benchmark.executors import PairError
+
+    error = pickle.loads(pickle.dumps(PairError("method", PairsDataError({1: "one", 3: "three"}))))
+    assert isinstance(error.error, PairsDataError) and error.error.reasons == {1: "one", 3: "three"}
+    assert str(error.error) == "one; three"
 
 
 def test_a_data_error_in_a_batch_stays_with_its_pair(tmp_path):

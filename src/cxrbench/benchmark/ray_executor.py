@@ -43,7 +43,7 @@ from cxrbench.types import Sample
 
 RAY_DEPTH = 2  # batches queued per Ray worker, so it never waits for the driver between batches
 RAY_ATTEMPTS = 3  # a batch whose worker died this often while running it alone is a method error for its pairs
-DROP_WAIT_S = 10.0  # how long closing waits for the workers to drop the methods of closed runs
+DROP_WAIT_S = 10.0  # how long a normal close waits for the workers to drop the methods of closed runs
 WAKE_S = 1.0  # how often a run waiting for a free worker looks again (batches of closed runs free them silently)
 
 
@@ -69,14 +69,15 @@ class RayWorker:
         except Exception as exc:
             self.failure = CxrbenchError(f"a Ray worker could not load the dataset: {type(exc).__name__}: {exc}")
         self.shared_folder = shared_folder
-        self.methods: dict[int, tuple[Any, MethodSpec] | CxrbenchError] = {}
+        self.methods: dict[int, tuple[Any, MethodSpec]] = {}
         self.closed: set[int] = set()
         self._lock = threading.Lock()  # one method call at a time
         self._load_lock = threading.Lock()
         self._loader = ThreadPoolExecutor(max_workers=2, thread_name_prefix="cxrbench-load")
 
     def _method(self, run: int, method: Any, options: dict[str, Any]) -> tuple[Any, MethodSpec]:
-        """Run `run`'s method and its spec, loaded on first use; raises CxrbenchError."""
+        """Run `run`'s method and its spec, loaded on first use; raises CxrbenchError (a failed load is tried again
+        on the next call: it may have been for want of memory)."""
         if self.failure is not None:
             raise self.failure
         with self._load_lock:
@@ -85,18 +86,16 @@ class RayWorker:
             if run not in self.methods:
                 try:
                     loaded = load_method(method, **options) if isinstance(method, str) else method
-                    self.methods[run] = (loaded, describe(loaded))
+                    spec = describe(loaded)
                     share_work(loaded, self.shared_folder)
-                except CxrbenchError as exc:
-                    self.methods[run] = exc
+                except CxrbenchError:
+                    raise
                 except Exception as exc:
-                    self.methods[run] = CxrbenchError(
+                    raise CxrbenchError(
                         f"a Ray worker could not load the method: {type(exc).__name__}: {exc}"
-                    )
-            entry = self.methods[run]
-        if isinstance(entry, CxrbenchError):
-            raise entry
-        return entry
+                    ) from None
+                self.methods[run] = (loaded, spec)
+            return self.methods[run]
 
     def describe(self, run: int, method: Any, options: dict[str, Any]) -> tuple[CxrbenchError | None, Any]:
         """(failure, None) or (None, (spec, method config, whether it checks pair ids))."""
@@ -163,9 +162,10 @@ def import_ray() -> Any:
 
 @dataclass
 class _Task:
-    """A batch out on an actor: whose (None once that run closed), and whether it must run alone there."""
+    """A batch out on an actor: whose (`run` None once that run closed), and whether it must run alone there."""
 
     actor: int
+    run_id: int
     run: RayExecutor | None
     batch: Batch
     isolated: bool
@@ -178,7 +178,8 @@ class RayPool:
     A worker that dies is restarted by Ray (the dataset rebuilt, methods reloaded on use) and its batches sent to
     it again, up to RAY_ATTEMPTS times each; a batch that still failed is run once more alone on an idle worker,
     so that a batch that kills its worker cannot take another down with it: if that fails too, its pairs are
-    method errors. Safe to use from several threads (a sweep runs each configuration in one).
+    method errors. Safe to use from several threads (a sweep runs each configuration in one): one lock guards the
+    queues and the tasks out, never held while waiting on Ray or reading a result.
 
     Uses the Ray instance this process is connected to, else connects to `address`, else starts a local one with
     the machine's CPUs and GPUs (and shuts down only what it started).
@@ -196,8 +197,9 @@ class RayPool:
         self._running: dict[Any, _Task] = {}
         self._runs: list[RayExecutor] = []  # open runs, in the order they were opened
         self._ids = itertools.count(1)
-        self._opened = 0  # runs opened and described
+        self._sealed = 0  # runs that handed out all their batches
         self._drops: list[Any] = []
+        self._records: dict[str, tuple[Any, ...]] = {}  # what the driver sees of each pair, for every run
         self._cond = threading.Condition(threading.RLock())
 
     def __enter__(self) -> RayPool:
@@ -218,6 +220,7 @@ class RayPool:
         """Open a run of `method` on the pool's dataset (the first run chooses it and starts the actors); every
         actor loads the method and must report the same configuration."""
         data = (dataset, dataset_options, limit, shared_folder)
+        reference = self.ray.put(method)  # the method travels to the object store once, not with every batch
         with self._cond:
             if self.closed:
                 raise CxrbenchError("the Ray workers were shut down")
@@ -227,16 +230,13 @@ class RayPool:
                 raise CxrbenchError(
                     f"a Ray pool serves one dataset: {self.data[:3]}, not {data[:3]}; run the other one separately"
                 )
-            run = RayExecutor(self, next(self._ids), self.ray.put(method), method_options)
+            run = RayExecutor(self, next(self._ids), reference, method_options)
             self._runs.append(run)
         try:
             run.spec, run.config, run.checks_pairs = self._describe(run)
         except BaseException:
             run.close()
             raise
-        with self._cond:
-            self._opened += 1  # counted once described: a run that failed to open is seen by its thread ending
-            self._cond.notify_all()
         return run
 
     def _start(self, data: tuple[Any, ...]) -> None:
@@ -282,13 +282,15 @@ class RayPool:
     def seal(self, run: RayExecutor) -> None:
         """`run` will submit no more batches."""
         with self._cond:
-            run.sealed = True
+            if not run.sealed:
+                run.sealed = True
+                self._sealed += 1
             self._cond.notify_all()
 
     def _dispatch(self) -> None:
-        """Hand queued batches to the least busy workers (RAY_DEPTH at most each), the earliest opened run's first;
-        a batch sent again after its worker died goes to an idle worker and runs there alone. Caller holds the
-        lock."""
+        """Hand queued batches to the least busy workers (RAY_DEPTH at most each), the earliest opened run's first.
+        A batch sent again after its worker died runs alone on an idle worker: until one is idle, the least busy
+        one is kept for it (later runs' batches go elsewhere). Caller holds the lock."""
         load = {i: 0 for i in self._alive}
         alone = set()
         for task in self._running.values():
@@ -296,16 +298,20 @@ class RayPool:
                 load[task.actor] += 1
                 if task.isolated:
                     alone.add(task.actor)
+        kept: set[int] = set()
         for run in self._runs:
-            while run.queue and load:
+            while run.queue:
                 batch, isolated = run.queue[0]
-                free = [i for i in load if i not in alone and load[i] < (1 if isolated else RAY_DEPTH)]
+                usable = [i for i in load if i not in alone and i not in kept]
+                free = [i for i in usable if load[i] < (1 if isolated else RAY_DEPTH)]
                 if not free:
+                    if isolated and usable:
+                        kept.add(min(usable, key=lambda i: (load[i], i)))
                     break
-                i = min(free, key=load.__getitem__)
+                i = min(free, key=lambda i: (load[i], i))
                 run.queue.popleft()
                 ref = run.call(self.actors[i], "compute", [s.pair_id for s, _ in batch])
-                self._running[ref] = _Task(i, run, batch, isolated)
+                self._running[ref] = _Task(i, run.id, run, batch, isolated)
                 load[i] += 1
                 if isolated:
                     alone.add(i)
@@ -313,7 +319,7 @@ class RayPool:
 
     def poll(self, run: RayExecutor, block: bool) -> list[Outcome]:
         """`run`'s outcomes finished so far; when `block`, waits until there is one (or the run has nothing left).
-        Whichever thread sees a batch finish files its outcomes under the batch's run."""
+        Whichever thread sees a batch finish reads it and files its outcomes under the batch's run."""
         while True:
             with self._cond:
                 self._check_usable()
@@ -329,14 +335,76 @@ class RayPool:
                 ready, _ = self.ray.wait(refs, num_returns=1, timeout=WAKE_S)
             else:
                 ready, _ = self.ray.wait(refs, num_returns=len(refs), timeout=0)
+            with self._cond:  # take the finished tasks; another thread may have taken some already
+                tasks = [(ref, self._running.pop(ref)) for ref in ready if ref in self._running]
+                for _, task in tasks:
+                    if task.run is not None:
+                        task.run.reading += 1
+            read = [(task, self._read(ref, task)) for ref, task in tasks]  # results travel without the lock
             with self._cond:
-                for ref in ready:
-                    if ref in self._running:  # not finished by another thread meanwhile
-                        self._finish(ref)
+                for task, result in read:
+                    self._file(task, result)
                 self._dispatch()
                 if not block:
                     done, run.done = run.done, []
                     return done
+
+    def _read(self, ref: Any, task: _Task) -> list[Outcome] | Exception:
+        """The batch's outcomes (each pair's record checked against the driver's), or the worker's death."""
+        try:
+            results, load_s, method_s = self.ray.get(ref)
+        except self.ray.exceptions.RayActorError as exc:
+            return exc
+        except self.ray.exceptions.RayError as exc:  # a result that cannot be read: its pairs failed
+            error = MethodFailedError(f"a Ray worker's result could not be read: {type(exc).__name__}: {exc}")
+            return [(sample, key, PairError("method", error)) for sample, key in task.batch]
+        run = task.run
+        if run is None:  # its run closed meanwhile
+            return []
+        run.seconds["load"] += load_s
+        run.seconds["method"] += method_s
+        outcomes = []
+        for (sample, key), (record, prediction) in zip(task.batch, results, strict=True):
+            if record is not None and record != self._record(sample):
+                prediction = PairError(
+                    "data",
+                    DataError(
+                        f"a Ray worker reads other data for pair {sample.pair_id} than the driver (prompt, size, "
+                        f"boxes or image content differ): give every node the same data root"
+                    ),
+                )
+            outcomes.append((sample, key, prediction))
+        return outcomes
+
+    def _record(self, sample: Sample) -> tuple[Any, ...]:
+        if sample.pair_id not in self._records:  # two threads may both compute it: the same value
+            self._records[sample.pair_id] = sample_record(sample)
+        return self._records[sample.pair_id]
+
+    def _file(self, task: _Task, result: list[Outcome] | Exception) -> None:
+        """Put a read batch's outcomes on its run, or send it again after its worker died. Caller holds the lock."""
+        run = task.run
+        if run is None:  # its run closed: nothing to keep, and the worker (perhaps restarted) drops its method
+            if task.actor in self._alive and not self.closed:
+                self._drops.append(self.actors[task.actor].drop.remote(task.run_id))
+            return
+        run.reading -= 1
+        if isinstance(result, Exception):
+            self._retry(task, run, result)
+        else:
+            run.done += result
+
+    def _retry(self, task: _Task, run: RayExecutor, exc: Exception) -> None:
+        """A batch whose worker died RAY_ATTEMPTS times: run it alone, or (if it was) its pairs are errors."""
+        if isinstance(exc, self.ray.exceptions.ActorDiedError):  # the worker is gone for good
+            self._alive.discard(task.actor)
+        if not task.isolated:
+            run.queue.appendleft((task.batch, True))
+            return
+        error = MethodFailedError(
+            f"the Ray worker computing it died {RAY_ATTEMPTS} times, also running it alone ({type(exc).__name__})"
+        )
+        run.done += [(sample, key, PairError("method", error)) for sample, key in task.batch]
 
     def _check_usable(self) -> None:
         if self.closed:
@@ -345,46 +413,10 @@ class RayPool:
             raise CxrbenchError("every Ray worker died; heatmaps computed so far are cached: rerun to resume")
 
     def _pending(self, run: RayExecutor) -> bool:
-        """Batches of `run` queued, out on a worker, or finished but not yet polled."""
+        """Batches of `run` queued, out on a worker, being read, or finished but not yet polled."""
         with self._cond:
-            return bool(run.queue or run.done or any(t.run is run for t in self._running.values()))
-
-    def _finish(self, ref: Any) -> None:
-        task = self._running.pop(ref)
-        try:
-            results, load_s, method_s = self.ray.get(ref)
-        except self.ray.exceptions.RayActorError as exc:
-            self._retry(task, exc)
-            return
-        run = task.run
-        if run is None:  # its run closed: nothing to keep
-            return
-        run.seconds["load"] += load_s
-        run.seconds["method"] += method_s
-        for (sample, key), (record, prediction) in zip(task.batch, results, strict=True):
-            if record is not None and record != run.record(sample):
-                prediction = PairError(
-                    "data",
-                    DataError(
-                        f"a Ray worker reads other data for pair {sample.pair_id} than the driver (prompt, size, "
-                        f"boxes or image content differ): give every node the same data root"
-                    ),
-                )
-            run.done.append((sample, key, prediction))
-
-    def _retry(self, task: _Task, exc: Exception) -> None:
-        """A batch whose worker died RAY_ATTEMPTS times: run it alone, or (if it was) its pairs are errors."""
-        if isinstance(exc, self.ray.exceptions.ActorDiedError):  # the worker is gone for good
-            self._alive.discard(task.actor)
-        if task.run is None:
-            return
-        if not task.isolated:
-            task.run.queue.appendleft((task.batch, True))
-            return
-        error = MethodFailedError(
-            f"the Ray worker computing it died {RAY_ATTEMPTS} times, also running it alone ({type(exc).__name__})"
-        )
-        task.run.done += [(sample, key, PairError("method", error)) for sample, key in task.batch]
+            out = any(t.run is run for t in self._running.values())
+            return bool(run.queue or run.done or run.reading or out)
 
     def close_run(self, run: RayExecutor) -> None:
         """The run is over: its batches still out are left to finish unread, and the actors drop its method."""
@@ -400,16 +432,17 @@ class RayPool:
                 self._drops += [self.actors[i].drop.remote(run.id) for i in self._alive]
             self._cond.notify_all()
 
-    def wait_for_room(self, opened: int, ended: Callable[[], bool]) -> None:
-        """Block until `opened` runs were opened and every open run has handed all its batches to the workers (so
-        the workers are about to have room for another run), or until `ended()`: a sweep's cue to start its next
-        configuration. The caller makes `wake` run when `ended()` turns true."""
+    def wait_for_room(self, started: int, ended: Callable[[], bool]) -> None:
+        """Block until the `started` runs have each handed all their batches to the workers and at most one of them
+        is still open (it finishes while the next one starts), or until `ended()`: a sweep's cue to start its next
+        configuration, so that at most two are loaded at once. A run that fails before handing out its batches is
+        seen by `ended()`; the caller makes `wake` run when it turns true."""
         with self._cond:
             self._cond.wait_for(
                 lambda: (
                     ended()
                     or self.closed
-                    or (self._opened >= opened and all(r.sealed and not r.queue for r in self._runs))
+                    or (self._sealed >= started and len(self._runs) <= 1 and all(not r.queue for r in self._runs))
                 )
             )
 
@@ -418,16 +451,18 @@ class RayPool:
             self._cond.notify_all()
 
     def stop(self) -> None:
-        """Kill the actors; runs still waiting on them stop with one line."""
+        """Kill the actors at once; runs still waiting on them stop with one line."""
         with self._cond:
             self.closed = True
-            if self._drops:  # delivered before the kill, so that Ray reports no failed task
-                self.ray.wait(self._drops, num_returns=len(self._drops), timeout=DROP_WAIT_S)
             for actor in self.actors:
                 self.ray.kill(actor, no_restart=True)
             self._cond.notify_all()
 
     def close(self) -> None:
+        """Stop the actors, after they dropped the methods of closed runs where no batch is out any more (a normal
+        end: then Ray reports no failed task), and shut down Ray where this pool started it."""
+        if not self.closed and self._drops and not self._running:
+            self.ray.wait(self._drops, num_returns=len(self._drops), timeout=DROP_WAIT_S)
         self.stop()
         if self.started:
             self.ray.shutdown()
@@ -440,16 +475,16 @@ class RayExecutor:
     def __init__(self, pool: RayPool, run_id: int, method: Any, options: dict[str, Any]):
         self.pool = pool
         self.id = run_id
-        self.method = method  # an object reference: the method travels to the object store once
+        self.method = method  # an object reference
         self.options = options
         self.seconds = {"load": 0.0, "method": 0.0}
         self.queue: deque[tuple[Batch, bool]] = deque()  # batches and whether they must run alone
         self.done: list[Outcome] = []
+        self.reading = 0  # batches taken off the workers whose results a thread is reading
         self.sealed = False
         self.spec: MethodSpec
         self.config: dict[str, Any]
         self.checks_pairs = False
-        self._records: dict[str, tuple[Any, ...]] = {}
 
     @property
     def gpus_per_worker(self) -> float | None:
@@ -457,11 +492,6 @@ class RayExecutor:
 
     def call(self, actor: Any, name: str, *args: Any) -> Any:
         return getattr(actor, name).remote(self.id, self.method, self.options, *args)
-
-    def record(self, sample: Sample) -> tuple[Any, ...]:
-        if sample.pair_id not in self._records:
-            self._records[sample.pair_id] = sample_record(sample)
-        return self._records[sample.pair_id]
 
     def check_pairs(self, pair_ids: list[str], on_error: str) -> str | None:
         if not self.checks_pairs:

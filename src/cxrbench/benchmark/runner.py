@@ -647,6 +647,12 @@ def _score_all(
                 collect(block=True)
             for sample, result in pool.results(block=True):
                 finish(sample, result)
+        lost = [s.pair_id for i, s in enumerate(samples) if i not in rows and i not in errors]
+        if lost:  # never expected: an executor lost track of a batch
+            raise CxrbenchError(
+                f"{len(lost)} pairs never came back from the executor (e.g. pair {lost[0]}); heatmaps computed so far "
+                f"are cached: rerun to resume"
+            )
     finally:
         bar.close()
         timer.seconds["load"] += executor.seconds["load"]

@@ -92,7 +92,7 @@ def token_spans(
                 spans.append(pathology_span(tokenizer, prompt, class_name))
             except DataError as exc:
                 bad[i] = str(exc)
-        if bad:  # the others stay one batch (a batch of other size would change their maps' float rounding)
+        if bad:  # named all at once, so that the runner computes the others as one batch, not one by one
             raise PairsDataError(bad)
         return spans
     return [real_tokens(n) for n in token_counts(tokenizer, prompts)]
