@@ -360,3 +360,35 @@ def test_a_failing_configuration_on_ray_stops_the_sweep_and_keeps_what_ran(clust
     assert (runs / "center-gaussian@size-64" / "scores.csv").is_file()
     assert not (runs / "center-gaussian@size-0").exists() and not (runs / "center-gaussian@size-32").exists()
     assert not [t for t in threading.enumerate() if t.name.startswith("cxrbench-sweep")]
+
+
+def test_a_batch_sent_again_runs_alone_ahead_of_later_runs_batches(cluster):
+    """Run A (opened first) gets a batch back to run alone (as after its worker died RAY_ATTEMPTS times) while run
+    B's six batches fill both workers: a worker is kept for A's batch as soon as it has room, so A's batch starts
+    before B's last batch does, not after B's queue is empty."""
+    from cxrbench.benchmark.ray_executor import RayPool
+    from cxrbench.registry import load_dataset
+
+    spans = cluster["env"]["RAY_TEST_SPANS"]
+    offset = os.path.getsize(spans) if os.path.exists(spans) else 0
+    samples = list(load_dataset("demo"))[:18]
+    with RayPool() as pool:
+        first = pool.executor("ray-sleepy", {"delay": 0.31}, "demo", {}, 18, None)
+        later = pool.executor("ray-sleepy", {"delay": 0.3}, "demo", {}, 18, None)
+        for i in range(0, 18, 3):
+            later.submit([(s, None) for s in samples[i : i + 3]])
+        with pool._cond:  # as _retry does after the third death
+            first.queue.append(([(s, None) for s in samples[:3]], True))
+        first.seal()
+        later.seal()
+        outcomes = {}
+        for run in (first, later):
+            while run.pending:
+                outcomes[run.id] = outcomes.get(run.id, 0) + len(run.poll(block=True))
+            run.close()
+    assert outcomes == {first.id: 3, later.id: 18}
+    with open(spans, "rb") as log:
+        rows = [line.split("\t") for line in log.read()[offset:].decode().splitlines()]
+    starts = {d: sorted(float(a) for _, delay, a, _ in rows if a != "load" and delay == d) for d in ("0.31", "0.3")}
+    assert len(starts["0.31"]) == 3 and len(starts["0.3"]) == 18
+    assert starts["0.31"][0] < starts["0.3"][15]  # before the last of B's batches began
