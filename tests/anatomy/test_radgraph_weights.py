@@ -65,7 +65,7 @@ def _cache(hub, members, **kwargs):
 
 
 def _fake_radgraph(monkeypatch, calls):
-    """Stands in for the radgraph package (not installed here): reads the model folder the way radgraph 0.1.18
+    """Stands in for the radgraph package, to watch what it is handed: reads the model folder the way radgraph 0.1.18
     does (`<model_cache_dir>/<model_type>/config.json`, vocabulary/, weights.th) and makes the transformers calls it
     makes on the BERT that config names (radgraph.allennlp.common.cached_transformers): the indexer's
     `AutoTokenizer.from_pretrained(name, use_fast=True, cache_dir=tokenizer_cache_dir)`, the embedder's
@@ -142,11 +142,11 @@ def test_radgraph_weights_are_read_from_a_hub_cache(env, monkeypatch):
         assert (root / "radgraph-xl" / name).read_bytes() == content
     calls = {}
     _fake_radgraph(monkeypatch, calls)
-    extractor = RadGraphExtractor(env / "hub")
+    RadGraphExtractor(env / "hub")
     _check_package_calls(calls, root, members)
-    assert os.path.isdir(calls["model_cache_dir"])  # kept while the extractor lives
-    del extractor
-    assert not os.path.exists(calls["model_cache_dir"])
+    first = calls["model_cache_dir"]
+    RadGraphExtractor(env / "hub")
+    assert calls["model_cache_dir"] == first  # one folder per set of files: the package's model cache keeps one BERT
 
 
 @pytest.mark.parametrize("name", [RADGRAPH_BERT, FORMER_NAME])
@@ -174,8 +174,16 @@ def test_radgraph_and_its_bert_are_read_from_a_layout_folder(cli, env, monkeypat
     ]
     calls = {}
     _fake_radgraph(monkeypatch, calls)
+    files = sorted(root.rglob("*"))
     RadGraphExtractor(root)
     _check_package_calls(calls, root, members)
+    assert sorted(root.rglob("*")) == files  # nothing written in the weights folder: it may be read-only
+    vocabulary = os.path.join(calls["model_cache_dir"], "radgraph-xl", "vocabulary")
+    assert not os.path.islink(vocabulary)  # a copy: the package takes a lock file in it
+    (root / RADGRAPH_BERT_FOLDER / "tokenizer_config.json").unlink()  # optional, but pinned: must be there
+    with pytest.raises(WeightsError, match=r"missing weight file .*tokenizer_config\.json"):
+        RadGraphExtractor(root)
+    (root / RADGRAPH_BERT_FOLDER / "tokenizer_config.json").write_bytes(tiny_bert_files()["tokenizer_config.json"])
     (root / RADGRAPH_BERT_FOLDER / "vocab.txt").unlink()
     with pytest.raises(WeightsError) as info:
         RadGraphExtractor(root)

@@ -305,13 +305,16 @@ def test_radgraph_extractor_drives_the_package_offline(tmp_path, monkeypatch):
     _fake_radgraph(monkeypatch, calls)
     monkeypatch.setenv("HF_HUB_OFFLINE", "0")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "0")
+    monkeypatch.setenv("CXRBENCH_HOME", str(tmp_path / "home"))
     _radgraph_folder(tmp_path, {"ner.weight": torch.ones(2)}, torch)
     pin(tmp_path)
     extractor = RadGraphExtractor(tmp_path)
     assert extractor.findings("Left lower lobe opacity.") == {"Lung Opacity": ["left lower"]}
     assert calls["model_type"] == "radgraph-xl"
-    assert calls["model_cache_dir"] == extractor._folder.name  # radgraph-xl/ and the BERT, verified, linked
-    assert calls["offline"] == "1"
+    assert calls["model_cache_dir"] == str(extractor.folder)  # radgraph-xl/ and the BERT, verified, linked
+    assert extractor.folder.parent == tmp_path / "home" / "radgraph-package"
+    assert calls["offline"] == "1"  # while the package built its models; restored after
+    assert os.environ["HF_HUB_OFFLINE"] == os.environ["TRANSFORMERS_OFFLINE"] == "0"
     assert calls["sentences"] == ["Left lower lobe opacity."]
 
 

@@ -12,10 +12,12 @@ locations of the observation that suggests it ("opacity ..., likely atelectasis"
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import os
-import tempfile
-from collections.abc import Iterable
+import shutil
+from collections.abc import Iterable, Iterator
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -23,14 +25,18 @@ from typing import Any
 from cxrbench.anatomy.rules import merge_locations, pathologies_named, phrase_locations
 from cxrbench.anatomy.vocabulary import PATHOLOGIES
 from cxrbench.errors import CxrbenchError, WeightsError
+from cxrbench.hashing import sha256_file
 from cxrbench.weights import (
     RADGRAPH_BERT,
     RADGRAPH_BERT_FOLDER,
     RADGRAPH_BERT_NAMES,
     WeightFile,
+    cxrbench_home,
     files_of,
     load_state_dict,
+    pinned_hashes,
     present,
+    recorded_hash,
     verify,
     weights_root,
 )
@@ -45,6 +51,7 @@ BERT_KEYS = (
     ("dataset_reader", "token_indexers", "bert", "model_name"),
     ("model", "embedder", "token_embedders", "bert", "model_name"),
 )
+PACKAGE_FOLDERS = "radgraph-package"  # under $CXRBENCH_HOME: the folders handed to the radgraph package
 ANATOMY = "Anatomy::definitely present"
 # Observations that count: present, or uncertain as the rule extractor counts hedged findings ("may represent").
 OBSERVATIONS = ("Observation::definitely present", "Observation::uncertain")
@@ -105,15 +112,16 @@ def radgraph_weights(weights: str | Path | None) -> Path:
     with the archive unpacked) and the files of its BERT: config.json and weights.th match their recorded sha256
     and weights.th unpickles with `torch.load(weights_only=True)` to a mapping of names to tensors before the
     radgraph package reads them (radgraph 0.1.18 itself calls a plain `torch.load` when CUDA is available); so do
-    the BERT's config.json and vocab.txt, and its optional tokenizer files where present."""
+    the BERT's config.json and vocab.txt, and its optional tokenizer files where present or pinned."""
     root = weights_root(weights)
     files = {f.path: f for f in files_of("radgraph")}
     verify(files[f"{MODEL}/config.json"], root)
     load_state_dict(files[f"{MODEL}/weights.th"], root)
     if not (root / MODEL / "vocabulary").is_dir():
         raise WeightsError(f"RadGraph-XL weights missing: {root / MODEL / 'vocabulary'}; they come from {SOURCE}")
+    pins = pinned_hashes(root)
     for file in _bert_files():
-        if not file.optional or present(file, root):
+        if not file.optional or present(file, root) or file.path in pins:  # a pinned file must be there
             verify(file, root)
     return root
 
@@ -125,41 +133,102 @@ def _at(config: Any, keys: tuple[str, ...]) -> Any:
     return config
 
 
-def package_folder(root: Path, folder: Path) -> Path:
-    """`folder` as the radgraph package's `model_cache_dir`: `radgraph-xl/` links to the verified weights.th and
-    vocabulary/ and holds the verified config.json with the BERT's name (`BERT_KEYS`) replaced by the folder of
-    links to its verified files, `<folder>/<BERT>/`, so that transformers reads them from there (a local folder:
-    nothing is looked up or downloaded). The archive must name the BERT cxrbench holds (`RADGRAPH_BERT_NAMES`)."""
+def _sources(root: Path) -> list[tuple[str, Path, str]]:
+    """(name in the package folder, verified file, its sha256) of everything the package reads, vocabulary/ too."""
+    sources = []
+    for file in files_of("radgraph"):
+        found = present(file, root)
+        if found is not None:
+            name = f"{RADGRAPH_BERT_FOLDER}/{Path(found).name}" if file.repo == RADGRAPH_BERT else found
+            sources.append((name, root / found, recorded_hash(file, root, found) or sha256_file(root / found)))
+    for path in sorted((root / MODEL / "vocabulary").rglob("*")):
+        if path.is_file():
+            sources.append((f"{MODEL}/{path.relative_to(root / MODEL)}", path, sha256_file(path)))
+    return sources
+
+
+def package_folder(root: Path) -> Path:
+    """The radgraph package's `model_cache_dir` for the verified files of `root`:
+    `$CXRBENCH_HOME/radgraph-package/<key>/`, built once per set of files (key: their hashes and where they lie)
+    and reused, so that the package's own model cache, keyed by the BERT's folder, keeps one BERT per set of files.
+    It holds `radgraph-xl/` with a link to the verified weights.th, a copy of vocabulary/ (the package takes a lock
+    file in it: the weights folder may be read-only) and the verified config.json with the BERT's name
+    (`BERT_KEYS`) replaced by `<folder>/<BERT>/`, a folder of links to its verified files that transformers reads as
+    a local folder (nothing looked up or downloaded). The archive must name the BERT cxrbench holds."""
     config_path = root / MODEL / "config.json"
     try:
         config = json.loads(config_path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise WeightsError(f"cannot read {config_path}: {exc}") from None
-    bert = folder / RADGRAPH_BERT_FOLDER
-    bert.mkdir(parents=True)
-    for file in _bert_files():
-        if (found := present(file, root)) is not None:
-            (bert / Path(found).name).symlink_to((root / found).resolve())
+    sources = _sources(root)
+    key = hashlib.sha256(json.dumps([(n, str(p.resolve()), h) for n, p, h in sources]).encode()).hexdigest()[:16]
+    folder = cxrbench_home() / PACKAGE_FOLDERS / key
     for keys in BERT_KEYS:
         name = _at(config, keys)
         if name not in RADGRAPH_BERT_NAMES:
             raise WeightsError(
-                f"{config_path} names {name!r} as its BERT ({'.'.join(keys)}), not {RADGRAPH_BERT}, whose files "
-                "cxrbench holds for RadGraph-XL; fetch the archive again (`cxrbench weights fetch radgraph`)"
+                f"{config_path} names {name!r} as its BERT ({'.'.join(keys)}); cxrbench holds and verifies the files "
+                f"of {RADGRAPH_BERT} only (docs/weights.md), so it cannot run this RadGraph-XL archive"
             )
-        parent = _at(config, keys[:-1])
-        parent[keys[-1]] = str(bert)
-    model = folder / MODEL
-    model.mkdir()
-    for name in ("weights.th", "vocabulary"):
-        (model / name).symlink_to((root / MODEL / name).resolve())
-    (model / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        _at(config, keys[:-1])[keys[-1]] = str(folder / RADGRAPH_BERT_FOLDER)
+    if (folder / MODEL / "config.json").is_file():  # built before: the folder appears whole (a rename)
+        return folder
+    building = folder.with_name(f".tmp-{key}-{os.getpid()}")
+    try:
+        shutil.rmtree(building, ignore_errors=True)
+        for name, path, _ in sources:
+            target = building / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if name.startswith(f"{MODEL}/vocabulary/"):
+                shutil.copyfile(path, target)
+            elif name != f"{MODEL}/config.json":
+                target.symlink_to(path.resolve())
+        (building / MODEL / "config.json").write_text(json.dumps(config), encoding="utf-8")
+        try:
+            building.rename(folder)
+        except OSError:
+            if not (folder / MODEL / "config.json").is_file():  # not another process that built it meanwhile
+                raise
+    except OSError as exc:
+        raise WeightsError(
+            f"cannot prepare RadGraph-XL's folder {folder} ({exc.strerror or exc}); set CXRBENCH_HOME to a writable "
+            f"folder"
+        ) from None
+    finally:
+        shutil.rmtree(building, ignore_errors=True)
     return folder
+
+
+@contextlib.contextmanager
+def _offline() -> Iterator[None]:
+    """HF_HUB_OFFLINE and TRANSFORMERS_OFFLINE set, and huggingface_hub's flag (read when it was imported) on,
+    while the package builds its models; all restored after. The package is handed local folders only: this only
+    makes sure that a file it might look for beyond them is never downloaded."""
+    names = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    saved = {name: os.environ.get(name) for name in names}
+    os.environ.update(dict.fromkeys(names, "1"))
+    try:
+        from huggingface_hub import constants
+    except ImportError:
+        constants = None
+    flag = getattr(constants, "HF_HUB_OFFLINE", None)
+    if constants is not None:
+        constants.HF_HUB_OFFLINE = True
+    try:
+        yield
+    finally:
+        if constants is not None:
+            constants.HF_HUB_OFFLINE = flag
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 class RadGraphExtractor:
     """RadGraph-XL read offline from `<weights>/radgraph-xl/` and its BERT's files (`radgraph_weights`), handed to
-    the radgraph package through `package_folder` (a temporary folder kept while the extractor lives)."""
+    the radgraph package through `package_folder`."""
 
     def __init__(self, weights: str | Path | None):
         root = radgraph_weights(weights)
@@ -169,12 +238,16 @@ class RadGraphExtractor:
             raise CxrbenchError(
                 "the radgraph extractor needs the radgraph package: pip install 'cxrbench[text]'"
             ) from exc
-        os.environ["HF_HUB_OFFLINE"] = "1"  # never download at run time
-        os.environ["TRANSFORMERS_OFFLINE"] = "1"
-        self._folder = tempfile.TemporaryDirectory(prefix="cxrbench-radgraph-")
-        cache = package_folder(root, Path(self._folder.name))
-        bert = str(cache / RADGRAPH_BERT_FOLDER)
-        self.model = RadGraph(model_type=MODEL, model_cache_dir=str(cache), tokenizer_cache_dir=bert)
+        self.folder = package_folder(root)
+        bert = str(self.folder / RADGRAPH_BERT_FOLDER)
+        try:
+            with _offline():
+                self.model = RadGraph(model_type=MODEL, model_cache_dir=str(self.folder), tokenizer_cache_dir=bert)
+        except Exception as exc:
+            raise WeightsError(
+                f"the radgraph package could not build RadGraph-XL from {root / MODEL} and {bert}: "
+                f"{type(exc).__name__}: {exc}"
+            ) from exc
 
     def findings(self, sentence: str, pathologies: Iterable[str] = PATHOLOGIES) -> dict[str, list[str]]:
         output = self.model([sentence])
