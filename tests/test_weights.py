@@ -394,6 +394,80 @@ def test_the_pinned_revision_is_read_before_main(tmp_path, monkeypatch):
     assert verify(file, root) == root / file.path
 
 
+# --- A repo the hub renamed: cached under its former name ------------------------------------------------------
+
+# RadGraph-XL's BERT as its hub repo holds it (placeholder bytes: they are hashed, pinned and verified)
+BERT_FILES = {
+    "config.json": b'{"model_type": "bert"}',
+    "vocab.txt": b"[PAD]\n[UNK]\n",
+    "tokenizer_config.json": b'{"do_lower_case": true}',
+    "special_tokens_map.json": b'{"unk_token": "[UNK]"}',
+}
+
+
+def test_a_bert_cached_under_its_former_name_is_found_verified_and_listed(cli, tmp_path, monkeypatch):
+    """transformers caches a repo under the name it was asked for: the radgraph package, run by the user, asks for
+    the name RadGraph-XL's config.json gives, the BERT's former one (`WeightFile.aliases`)."""
+    from cxrbench.testing.hub import write_hub_repo
+    from cxrbench.weights import RADGRAPH_BERT, RADGRAPH_BERT_FOLDER, RADGRAPH_BERT_NAMES
+
+    _hub_env(monkeypatch, tmp_path)
+    former = RADGRAPH_BERT_NAMES[1]
+    assert former.endswith("PubMedBERT-base-uncased-abstract-fulltext")
+    hub = tmp_path / "hub"
+    snapshot = write_hub_repo(hub, former, BERT_FILES)
+    assert not (hub / f"models--{RADGRAPH_BERT.replace('/', '--')}").exists()
+    root = weights_root(hub)
+    bert = [f for f in WEIGHT_FILES if f.path.startswith(f"{RADGRAPH_BERT_FOLDER}/")]
+    rows = {r["file"]: r for r in status(root)}
+    for file in bert:
+        assert rows[file.path]["found"].startswith(f"hub {former}@{snapshot.name[:12]}: ")
+        assert rows[file.path]["status"] == "present, no recorded sha256 (pin it)"
+    assert len(bert) == 4 and all(f.aliases == (former,) for f in bert)
+    assert {c.path for c in pin(root)} == {f.path for f in bert}
+    for file in bert:
+        assert verify(file, root).read_bytes() == BERT_FILES[file.repo_path]
+    listing = cli("weights", "--weights", "hub")
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    for file in bert:
+        at = next(i for i, line in enumerate(lines) if f" {file.path} " in line)
+        assert lines[at].endswith(" ok") and f"found: hub {former}@{snapshot.name[:12]}" in lines[at + 1]
+    # both names cached: the current name is read first
+    current = write_hub_repo(hub, RADGRAPH_BERT, {**BERT_FILES, "vocab.txt": b"[PAD]\n"})
+    root = weights_root(hub)
+    vocab = {r["file"]: r for r in status(root)}[f"{RADGRAPH_BERT_FOLDER}/vocab.txt"]
+    assert vocab["found"].startswith(f"hub {RADGRAPH_BERT}@{current.name[:12]}")
+    assert (root / RADGRAPH_BERT_FOLDER / "vocab.txt").read_bytes() == b"[PAD]\n"
+
+
+def test_a_former_name_is_read_at_the_pinned_revision_and_named_when_refused(tmp_path, monkeypatch):
+    """A file of a renamed repo whose publisher pins a revision: the pinned revision under any of its names before
+    main, and a file found only at main is refused, naming the repo as the cache keeps it."""
+    from cxrbench.testing.hub import write_hub_repo
+    from cxrbench.weights import find_in_hub
+
+    _hub_env(monkeypatch, tmp_path)
+    file = WeightFile(
+        "x", "bert/vocab.txt", "test", repo="org/new", repo_path="vocab.txt", revision="v1", aliases=("org/old",)
+    )
+    hub = tmp_path / "hub"
+    write_hub_repo(hub, "org/new", {"vocab.txt": b"main"})
+    pinned = write_hub_repo(hub, "org/old", {"vocab.txt": b"v1"}, revisions=("v1",))
+    path, hit = find_in_hub(file, hub)
+    assert path == file.path and hit == pinned / "vocab.txt"
+    other = tmp_path / "other"
+    main = write_hub_repo(other, "org/old", {"vocab.txt": b"main"})
+    path, hit = find_in_hub(file, other)
+    assert hit == main / "vocab.txt"
+    (tmp_path / "view" / "bert").mkdir(parents=True)
+    (tmp_path / "view" / "bert" / "vocab.txt").symlink_to(hit)
+    with pytest.raises(
+        WeightsError, match=rf"is org/old's file at main \(commit {main.name[:12]}\).* pinned revision v1"
+    ):
+        verify(file, tmp_path / "view")
+
+
 # --- The LDM bundle in a hub cache: at the version MONAI's bundle download asks the hub for -------------------
 
 

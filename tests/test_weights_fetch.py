@@ -306,12 +306,12 @@ def test_fetch_radgraph_unpacks_the_archive_and_refuses_an_escaping_member(cli, 
 
 
 def test_fetch_radgraph_takes_the_bert_files_its_repo_has(cli, tmp_path, hub):
-    """tokenizer_config.json and special_tokens_map.json are read only where the repo has them; config.json and
-    vocab.txt are needed, and without one nothing is placed."""
+    """tokenizer_config.json and special_tokens_map.json are read only where the repo has them (here, huggingface_hub's
+    `.no_exist` markers say it has not); config.json and vocab.txt are needed, and without one nothing is placed."""
     members = {"config.json": b'{"model": {}}', "weights.th": b"state dict bytes", "vocabulary/labels.txt": b"A\n"}
     write_hub_repo(hub, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": tar_gz(members)})
     required = {n: BERT_REPO[n] for n in ("config.json", "vocab.txt")}
-    write_hub_repo(hub, RADGRAPH_BERT, required)
+    write_hub_repo(hub, RADGRAPH_BERT, required, lacks=("tokenizer_config.json", "special_tokens_map.json"))
     result = cli("weights", "fetch", "radgraph", "--weights", "w")
     assert result.returncode == 0, result.stderr
     rows = {r["file"]: r["status"] for r in status(tmp_path / "w") if r["family"] == "radgraph"}
@@ -324,3 +324,118 @@ def test_fetch_radgraph_takes_the_bert_files_its_repo_has(cli, tmp_path, hub):
     assert missing.returncode == 2 and missing.stderr.count("\n") == 1
     assert f"{RADGRAPH_BERT} at revision main has no vocab.txt; nothing was placed" in missing.stderr
     assert _leftovers(tmp_path / "v") == []
+
+
+# --- Optional files: absent only where the repo says so; a later fetch drops the ones it did not bring -----------
+
+BERT_OPTIONAL = ("tokenizer_config.json", "special_tokens_map.json")
+
+
+def _cache_radgraph_archive(hub):
+    members = {"config.json": b'{"model": {}}', "weights.th": b"state dict bytes", "vocabulary/labels.txt": b"A\n"}
+    write_hub_repo(hub, "StanfordAIMI/RRG_scorers", {"radgraph-xl.tar.gz": tar_gz(members)})
+
+
+def test_an_offline_snapshot_without_an_optional_file_is_no_proof_the_repo_lacks_it(cli, tmp_path, hub):
+    """Offline, `snapshot_download` returns the cached snapshot folder however few files it holds: an optional file
+    missing from it is absent only where huggingface_hub's `.no_exist` marker says the repo has none."""
+    _cache_radgraph_archive(hub)
+    required = {n: BERT_REPO[n] for n in ("config.json", "vocab.txt")}
+    write_hub_repo(hub, RADGRAPH_BERT, required)  # e.g. what `AutoConfig` and a vocab lookup left there
+    refused = cli("weights", "fetch", "radgraph", "--weights", "w")
+    assert refused.returncode == 2 and refused.stderr.count("\n") == 1, refused.stderr
+    assert f"{RADGRAPH_BERT} at revision main (commit " in refused.stderr
+    assert "the hub cache holds no tokenizer_config.json, and nothing says the repo lacks it" in refused.stderr
+    assert "nothing was placed" in refused.stderr and _leftovers(tmp_path / "w") == []
+    write_hub_repo(hub, RADGRAPH_BERT, required, lacks=("tokenizer_config.json",))  # one marker: still one to go
+    refused = cli("weights", "fetch", "radgraph", "--weights", "w")
+    assert refused.returncode == 2 and "holds no special_tokens_map.json, and nothing says" in refused.stderr
+    assert _leftovers(tmp_path / "w") == []
+    write_hub_repo(hub, RADGRAPH_BERT, required, lacks=BERT_OPTIONAL)
+    result = cli("weights", "fetch", "radgraph", "--weights", "w")
+    assert result.returncode == 0, result.stderr
+    rows = {r["file"]: r["status"] for r in status(tmp_path / "w") if r["family"] == "radgraph"}
+    assert all(rows[f"{RADGRAPH_BERT_FOLDER}/{n}"].startswith("absent (optional") for n in BERT_OPTIONAL)
+
+
+@pytest.fixture
+def hub_api(monkeypatch):
+    """The hub's API on a local port, answering `repo_info` and the file tree from `.repos` ({repo: (commit,
+    files)}), the calls an online `snapshot_download` and `HfApi.list_repo_files` make, whose files the cache
+    already holds at that commit (so nothing is downloaded); the tree of a repo in `.tree_down` answers 503."""
+    import http.server
+    import threading
+    from types import SimpleNamespace
+
+    api = SimpleNamespace(repos={}, tree_down=set())
+    repos = api.repos
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            path = self.path.split("?")[0].removeprefix("/api/models/")
+            repo = next((r for r in repos if path.startswith(f"{r}/")), None)
+            if repo is None:
+                self.send_error(404)
+                return
+            commit, files = repos[repo]
+            if path.startswith(f"{repo}/tree/") and repo in api.tree_down:
+                self.send_error(503)
+                return
+            if path.startswith(f"{repo}/revision/"):
+                body = {"id": repo, "sha": commit, "siblings": [{"rfilename": f} for f in files]}
+            else:  # {repo}/tree/{revision}
+                body = [{"type": "file", "path": f, "size": 1, "oid": "0" * 40} for f in files]
+            data = json.dumps(body).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    monkeypatch.setenv("HF_ENDPOINT", f"http://127.0.0.1:{server.server_address[1]}")
+    yield api
+    server.shutdown()
+    server.server_close()
+
+
+def test_online_the_repos_file_list_says_which_optional_files_it_lacks(cli, tmp_path, hub, hub_api):
+    _cache_radgraph_archive(hub)
+    archive = next((hub / "models--StanfordAIMI--RRG_scorers" / "snapshots").iterdir())
+    hub_api.repos["StanfordAIMI/RRG_scorers"] = (archive.name, ["radgraph-xl.tar.gz"])
+    required = {n: BERT_REPO[n] for n in ("config.json", "vocab.txt")}
+    bert = write_hub_repo(hub, RADGRAPH_BERT, required)  # no .no_exist markers: the hub's list says it
+    hub_api.repos[RADGRAPH_BERT] = (bert.name, [*required, "pytorch_model.bin", "README.md"])
+    result = cli("weights", "fetch", "radgraph", "--weights", "w")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (tmp_path / "w" / RADGRAPH_BERT_FOLDER).iterdir()) == sorted(required)
+    # the file list unavailable (the hub answers 503): no proof the optional files are absent
+    hub_api.tree_down.add(RADGRAPH_BERT)
+    refused = cli("weights", "fetch", "radgraph", "--weights", "v")
+    assert refused.returncode == 2 and "holds no tokenizer_config.json, and nothing says" in refused.stderr
+    assert _leftovers(tmp_path / "v") == []
+
+
+def test_a_fetch_drops_optional_files_and_pins_an_earlier_fetch_left(cli, tmp_path, hub):
+    _cache_radgraph_archive(hub)
+    write_hub_repo(hub, RADGRAPH_BERT, BERT_REPO)
+    assert cli("weights", "fetch", "radgraph", "--weights", "w").returncode == 0
+    root = tmp_path / "w"
+    assert all((root / RADGRAPH_BERT_FOLDER / n).is_file() for n in BERT_OPTIONAL)
+    required = {n: BERT_REPO[n] for n in ("config.json", "vocab.txt")}
+    write_hub_repo(hub, RADGRAPH_BERT, required, lacks=BERT_OPTIONAL)  # main moves: the repo dropped them
+    result = cli("weights", "fetch", "radgraph", "--weights", "w")
+    assert result.returncode == 0, result.stderr
+    assert sorted(p.name for p in (root / RADGRAPH_BERT_FOLDER).iterdir()) == sorted(required)
+    stale = {f"{RADGRAPH_BERT_FOLDER}/{n}" for n in BERT_OPTIONAL}
+    assert not stale & set(_pins(root)) and not stale & set(json.loads((root / "PROVENANCE.json").read_text()))
+    assert f"{RADGRAPH_BERT_FOLDER}/vocab.txt" in _pins(root) and "radgraph-xl/weights.th" in _pins(root)
+    rows = {r["file"]: r["status"] for r in status(root) if r["family"] == "radgraph"}
+    assert all(rows[path].startswith("absent (optional") for path in stale)
+    assert rows[f"{RADGRAPH_BERT_FOLDER}/config.json"] == "ok"

@@ -54,7 +54,8 @@ ALTERNATIVES = {"model.safetensors": ("pytorch_model.bin",)}
 class WeightFile:
     """One file a method family needs: its path under the weights folder, its public source, its sha256, where a
     Hugging Face hub cache keeps it (`repo`, the file's path in the repo, the revision its publisher's code pins;
-    None: the repo's `main`), and whether its library reads it only where the repo has it (`optional`)."""
+    None: the repo's `main`), the repo's former names the hub still redirects, under which a hub cache may keep it
+    too (`aliases`), and whether its library reads it only where the repo has it (`optional`)."""
 
     family: str
     path: str
@@ -64,6 +65,12 @@ class WeightFile:
     repo_path: str | None = None
     revision: str | None = None
     optional: bool = False
+    aliases: tuple[str, ...] = ()
+
+    @property
+    def repo_names(self) -> tuple[str, ...]:
+        """The names a hub cache may keep the file's repo under: its current name first, then its former ones."""
+        return (self.repo, *self.aliases) if self.repo else ()
 
     @property
     def candidates(self) -> tuple[str, ...]:
@@ -80,10 +87,18 @@ def repo_path(file: WeightFile, layout_path: str) -> str:
 
 
 def _hf(
-    family: str, path: str, repo: str, repo_path: str, revision: str | None = None, optional: bool = False
+    family: str,
+    path: str,
+    repo: str,
+    repo_path: str,
+    revision: str | None = None,
+    optional: bool = False,
+    aliases: tuple[str, ...] = (),
 ) -> WeightFile:
-    source = f"Hugging Face {repo}"
-    return WeightFile(family, path, source, repo=repo, repo_path=repo_path, revision=revision, optional=optional)
+    source = f"Hugging Face {repo}" + (f" (formerly {', '.join(aliases)})" if aliases else "")
+    return WeightFile(
+        family, path, source, repo=repo, repo_path=repo_path, revision=revision, optional=optional, aliases=aliases
+    )
 
 
 def _bundle(path: str, note: str = "") -> WeightFile:
@@ -118,6 +133,7 @@ RADGRAPH_REPO, RADGRAPH_ARCHIVE, RADGRAPH_MODEL = "StanfordAIMI/RRG_scorers", "r
 RADGRAPH_BERT = "microsoft/BiomedNLP-BiomedBERT-base-uncased-abstract-fulltext"
 RADGRAPH_BERT_NAMES = (RADGRAPH_BERT, "microsoft/BiomedNLP-PubMedBERT-base-uncased-abstract-fulltext")
 RADGRAPH_BERT_FOLDER = RADGRAPH_BERT.split("/")[1]
+_RADGRAPH_BERT_FORMER = RADGRAPH_BERT_NAMES[1:]  # a hub cache keeps it under the name transformers was asked for
 # What AutoConfig and the BERT tokenizer read: required, then read only where the repo has them.
 _RADGRAPH_BERT_FILES = (("config.json", False), ("vocab.txt", False), ("tokenizer_config.json", True))
 _RADGRAPH_BERT_FILES += (("special_tokens_map.json", True),)
@@ -152,7 +168,7 @@ WEIGHT_FILES: tuple[WeightFile, ...] = (
     WeightFile("radgraph", "radgraph-xl/weights.th", f"Hugging Face {RADGRAPH_REPO}, {RADGRAPH_ARCHIVE}"),
     WeightFile("radgraph", "radgraph-xl/config.json", f"Hugging Face {RADGRAPH_REPO}, {RADGRAPH_ARCHIVE}"),
     *(
-        _hf("radgraph", f"{RADGRAPH_BERT_FOLDER}/{name}", RADGRAPH_BERT, name, optional=optional)
+        _hf("radgraph", f"{RADGRAPH_BERT_FOLDER}/{name}", RADGRAPH_BERT, name, None, optional, _RADGRAPH_BERT_FORMER)
         for name, optional in _RADGRAPH_BERT_FILES
     ),
 )
@@ -212,15 +228,16 @@ def _cached(repo: str, path: str, hub: Path, revision: str | None = None) -> Pat
 
 def find_in_hub(file: WeightFile, hub: Path) -> tuple[str, Path] | None:
     """(layout path, cached file) of the file in the hub cache, offline: any of its candidates at the publisher's
-    pinned revision first, else at `main` (`huggingface_hub.try_to_load_from_cache`); `verify` refuses a file
-    found at another revision than the pinned one unless its library's md5 confirms it (`stray_revision`)."""
-    if file.repo is None:
-        return None
+    pinned revision first, else at `main` (`huggingface_hub.try_to_load_from_cache`), each under the repo's current
+    name, then its former ones (`WeightFile.aliases`: transformers caches a renamed repo under the name it was asked
+    for); `verify` refuses a file found at another revision than the pinned one unless its library's md5 confirms
+    it (`stray_revision`)."""
     for revision in dict.fromkeys((file.revision, None)):
-        for path in file.candidates:
-            hit = _cached(file.repo, repo_path(file, path), hub, revision)
-            if hit is not None:
-                return path, hit
+        for repo in file.repo_names:
+            for path in file.candidates:
+                hit = _cached(repo, repo_path(file, path), hub, revision)
+                if hit is not None:
+                    return path, hit
     return None
 
 
@@ -332,13 +349,21 @@ def present(file: WeightFile, root: Path) -> str | None:
     return next((path for path in file.candidates if (root / path).is_file()), None)
 
 
-def _hub_label(link: Path) -> str | None:
-    """`hub <repo>@<commit>` for a path inside a hub cache's snapshot, else None."""
+def _hub_snapshot(link: Path) -> tuple[Path, str, str] | None:
+    """(repo folder, repo name, commit) of a path inside a hub cache's snapshot: the name is the one the cache keeps
+    the repo under (a former name where the file was found under an alias), else None."""
     parts = link.parts
     if "snapshots" not in parts:
         return None
     at = parts.index("snapshots")
-    return f"hub {parts[at - 1].removeprefix('models--').replace('--', '/')}@{parts[at + 1][:12]}"
+    return Path(*parts[:at]), parts[at - 1].removeprefix("models--").replace("--", "/"), parts[at + 1]
+
+
+def _hub_label(link: Path) -> str | None:
+    """`hub <repo>@<commit>` for a path inside a hub cache's snapshot (the repo under the name the cache keeps it
+    by), else None."""
+    snapshot = _hub_snapshot(link)
+    return f"hub {snapshot[1]}@{snapshot[2][:12]}" if snapshot else None
 
 
 def found_where(root: Path, path: str) -> str:
@@ -362,11 +387,10 @@ def stray_revision(file: WeightFile, root: Path, path: str) -> str | None:
     target = root / path
     if file.revision is None or not target.is_symlink():
         return None
-    link = Path(os.readlink(target))
-    if "snapshots" not in link.parts:
+    snapshot = _hub_snapshot(Path(os.readlink(target)))
+    if snapshot is None:
         return None
-    at = link.parts.index("snapshots")
-    refs, commit = Path(*link.parts[:at], "refs"), link.parts[at + 1]
+    refs, commit = snapshot[0] / "refs", snapshot[2]
     named = sorted(r.relative_to(refs).as_posix() for r in refs.rglob("*") if r.is_file() and _ref(r) == commit)
     if commit == file.revision or file.revision in named:
         return None
@@ -414,8 +438,10 @@ def unconfirmed_revision(file: WeightFile, root: Path, path: str) -> str | None:
     md5 = library_md5(file)
     if md5 is not None and md5_file(root / path) == md5:
         return None
+    snapshot = _hub_snapshot(Path(os.readlink(root / path)))  # a link into a snapshot: `stray_revision` checked
+    assert snapshot is not None
     return (
-        f"{root / path} is {file.repo}'s file at {stray} in the hub cache {view_source(root) or root}, not at the "
+        f"{root / path} is {snapshot[1]}'s file at {stray} in the hub cache {view_source(root) or root}, not at the "
         f"pinned revision {file.revision}, and "
         + (f"its md5 is not hi-ml-multimodal's {md5}" if md5 else "nothing confirms it is the same file")
     )

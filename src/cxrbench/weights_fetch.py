@@ -15,6 +15,13 @@ weights layout, then hash them and record their pins and provenance (docs/weight
   (`RADGRAPH_BERT`: config.json and vocab.txt, with tokenizer_config.json and special_tokens_map.json where the
   repo has them), by `snapshot_download` from that repo's main.
 
+An optional file (`WeightFile.optional`) the snapshot lacks counts as absent only where the repo says it lacks it:
+huggingface_hub's `.no_exist/<commit>/<file>` marker in the hub cache (written when a download found no such file;
+offline, `snapshot_download` returns whatever snapshot folder the cache holds, complete or not), else, online, the
+repo's file list at that commit (`HfApi.list_repo_files`). Otherwise the fetch fails, naming the file. Placing a
+fetch deletes the family's optional files it did not bring, with their pins and provenance, so that a copy from an
+earlier fetch never verifies as the repo's.
+
 PROVENANCE.json records, per file, the revision it was resolved at, the one cxrbench pins and, where `--revision`
 asked for another, that one.
 
@@ -86,6 +93,24 @@ def _hub_snapshot(repo: str, patterns: list[str], revision: str | None, cache: P
     return Path(snapshot_download(repo, revision=revision, allow_patterns=patterns, cache_dir=cache))
 
 
+def _repo_lacks(repo: str, commit: str, path: str, cache: Path | None, listing: dict[str, set[str]]) -> bool:
+    """Whether `repo` at `commit` has no file `path`: huggingface_hub's `.no_exist` marker for it in the hub cache
+    (`try_to_load_from_cache` answers `_CACHED_NO_EXIST`), else, online, the repo's file list at that commit (asked
+    once per repo: `listing`). False where neither says so (offline, or the list is unavailable)."""
+    from huggingface_hub import _CACHED_NO_EXIST, HfApi, constants, try_to_load_from_cache
+
+    if try_to_load_from_cache(repo, path, cache_dir=cache, revision=commit) is _CACHED_NO_EXIST:
+        return True
+    if constants.HF_HUB_OFFLINE:
+        return False
+    if repo not in listing:
+        try:
+            listing[repo] = set(HfApi().list_repo_files(repo, revision=commit))
+        except (OSError, ValueError, RuntimeError):  # requests' and huggingface_hub's errors: no answer
+            return False
+    return path not in listing[repo]
+
+
 def _hub_files(files: Sequence[WeightFile], requested: str | None, cache: Path | None, stage: Path) -> list[Fetched]:
     """Copy the files of one Hugging Face repo (a stand-in where the preferred file is absent) into `stage`."""
     repo, pinned = files[0].repo, files[0].revision
@@ -93,13 +118,21 @@ def _hub_files(files: Sequence[WeightFile], requested: str | None, cache: Path |
     assert repo is not None
     patterns = sorted({repo_path(f, c) for f in files for c in f.candidates})
     snapshot = _hub_snapshot(repo, patterns, revision, cache)
-    fetched = []
+    fetched: list[Fetched] = []
+    listing: dict[str, set[str]] = {}
     for file in files:
         found = next((c for c in file.candidates if (snapshot / repo_path(file, c)).is_file()), None)
+        at = f"{repo} at revision {revision or 'main'}"
         if found is None and file.optional:  # its library reads it only where the repo has it
-            continue
+            if all(_repo_lacks(repo, snapshot.name, repo_path(file, c), cache, listing) for c in file.candidates):
+                continue
+            raise WeightsError(
+                f"{at} (commit {snapshot.name[:12]}): the hub cache holds no {file.repo_path}, and nothing says "
+                "the repo lacks it (huggingface_hub's .no_exist marker in the cache, or the repo's file list online); "
+                "fetch it online, or place it by hand; nothing was placed"
+            )
         if found is None:
-            raise WeightsError(f"{repo} at revision {revision or 'main'} has no {file.repo_path}; nothing was placed")
+            raise WeightsError(f"{at} has no {file.repo_path}; nothing was placed")
         target = stage / found
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(snapshot / repo_path(file, found), target)
@@ -197,8 +230,9 @@ def _download(family: str, revision: str | None, cache: Path | None, url: str | 
     return fetched
 
 
-def _place(stage: Path, root: Path, fetched: Sequence[Fetched]) -> None:
-    """Refuse a fetched file whose pin differs, then move everything `stage` holds into `root`, pins last."""
+def _place(stage: Path, root: Path, family: str, fetched: Sequence[Fetched]) -> None:
+    """Refuse a fetched file whose pin differs, then move everything `stage` holds into `root`, delete the family's
+    optional files the fetch did not bring, and write provenance and pins last (without the deleted files')."""
     pins = pinned_hashes(root)
     changed = [f.path for f in fetched if pins.get(f.path, f.sha256) != f.sha256]
     if changed:
@@ -211,11 +245,17 @@ def _place(stage: Path, root: Path, fetched: Sequence[Fetched]) -> None:
         target = root / source.relative_to(stage)
         target.parent.mkdir(parents=True, exist_ok=True)
         source.replace(target)
-    _write_provenance(root, fetched)
-    write_pins(root, {**pins, **{f.path: f.sha256 for f in fetched}})
+    brought = {f.path for f in fetched}
+    stale = {p for f in files_of(family) if f.optional for p in f.candidates if p not in brought}
+    for path in stale:
+        (root / path).unlink(missing_ok=True)
+    _write_provenance(root, fetched, stale)
+    kept = {name: digest for name, digest in pins.items() if name not in stale}
+    write_pins(root, {**kept, **{f.path: f.sha256 for f in fetched}})
 
 
-def _write_provenance(root: Path, fetched: Iterable[Fetched]) -> None:
+def _write_provenance(root: Path, fetched: Iterable[Fetched], dropped: Iterable[str] = ()) -> None:
+    """Record the fetched files in PROVENANCE.json, and forget the `dropped` ones'."""
     from cxrbench.benchmark.store import write_atomic
 
     path = root / PROVENANCE_FILE
@@ -223,6 +263,8 @@ def _write_provenance(root: Path, fetched: Iterable[Fetched]) -> None:
         records = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     except (OSError, json.JSONDecodeError) as exc:
         raise WeightsError(f"cannot read {path}: {exc}; move it away and fetch again") from None
+    for name in dropped:
+        records.pop(name, None)
     when = datetime.now(timezone.utc).isoformat(timespec="seconds")
     for f in fetched:
         records[f.path] = {
@@ -257,6 +299,6 @@ def fetch(
                 fetched = _download(family, revision, cache, bundle_url, Path(stage))
             except (OSError, ValueError, RuntimeError) as exc:  # huggingface_hub / urllib / MONAI download errors
                 raise offline_error(family, root, exc) from exc
-            _place(Path(stage), root, fetched)
+            _place(Path(stage), root, family, fetched)
         done += fetched
     return done

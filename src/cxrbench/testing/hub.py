@@ -1,6 +1,7 @@
 """A Hugging Face hub cache in the layout huggingface_hub writes (docs/weights.md): `models--<org>--<name>/`
 with `blobs/` (a Git LFS file named by its sha256, any other file by its git blob sha1), `snapshots/<commit>/`
-holding relative links to the blobs, and `refs/<revision>` holding the commit hash."""
+holding relative links to the blobs, `refs/<revision>` holding the commit hash, and `.no_exist/<commit>/<path>`
+marking a file the repo has not at that commit."""
 
 from __future__ import annotations
 
@@ -23,10 +24,17 @@ def blob_name(path: str, content: bytes) -> str:
 
 
 def write_hub_repo(
-    cache: Path, repo: str, files: Mapping[str, bytes], revisions: tuple[str, ...] = ("main",), commit: str = ""
+    cache: Path,
+    repo: str,
+    files: Mapping[str, bytes],
+    revisions: tuple[str, ...] = ("main",),
+    commit: str = "",
+    lacks: tuple[str, ...] = (),
 ) -> Path:
     """Cache `files` ({path in the repo: bytes}) of model repo `repo` at one commit, every name in `revisions`
-    pointing at it; the snapshot folder is returned."""
+    pointing at it, and the paths in `lacks` as files the repo has not at that commit: the empty
+    `.no_exist/<commit>/<path>` marker huggingface_hub's download writes when the hub answers that a file does not
+    exist (`file_download._hf_hub_download_to_cache_dir`). The snapshot folder is returned."""
     folder = cache / f"models--{repo.replace('/', '--')}"
     commit = commit or hashlib.sha1(repr(sorted(files.items())).encode()).hexdigest()
     snapshot = folder / "snapshots" / commit
@@ -36,7 +44,12 @@ def write_hub_repo(
         blob.write_bytes(content)
         link = snapshot / path
         link.parent.mkdir(parents=True, exist_ok=True)
-        link.symlink_to(os.path.relpath(blob, link.parent))
+        if not link.is_symlink():  # the same commit cached again (e.g. with markers added): its links stand
+            link.symlink_to(os.path.relpath(blob, link.parent))
+    for path in lacks:
+        marker = folder / ".no_exist" / commit / path
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
     (folder / "refs").mkdir(exist_ok=True)
     for revision in revisions:
         (folder / "refs" / revision).write_text(commit, encoding="utf-8")
