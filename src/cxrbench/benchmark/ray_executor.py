@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import itertools
 import logging
-import os
 import socket
 import threading
 import time
@@ -119,9 +118,6 @@ class RayWorker:
             self.closed.add(run)
             self.methods.pop(run, None)
 
-    def pid(self) -> int:
-        return os.getpid()
-
     def compute(
         self, run: int, method: Any, options: dict[str, Any], pair_ids: list[str]
     ) -> tuple[list[tuple[Any, Any]], float, float]:
@@ -189,7 +185,6 @@ class RayPool:
         self.ray = import_ray()
         self.started = connect_ray(address)
         self.shape = (gpus_per_worker, workers)
-        self.gpus_per_worker: float | None = None
         self.actors: list[Any] = []
         self.data: tuple[Any, ...] | None = None  # what the actors were built for
         self.closed = False
@@ -240,10 +235,10 @@ class RayPool:
         return run
 
     def _start(self, data: tuple[Any, ...]) -> None:
-        self.gpus_per_worker, count = _worker_shape(self.ray.cluster_resources(), *self.shape)
+        gpus, count = _worker_shape(self.ray.cluster_resources(), *self.shape)
         actor = self.ray.remote(
             num_cpus=1,
-            num_gpus=self.gpus_per_worker,
+            num_gpus=gpus,
             max_restarts=-1,
             max_task_retries=RAY_ATTEMPTS - 1,
             max_concurrency=RAY_DEPTH + 1,
@@ -270,9 +265,6 @@ class RayPool:
         with self._cond:
             self._check_usable()
             return self.actors[min(self._alive)]
-
-    def pids(self) -> list[int]:
-        return self.ray.get([self.actors[i].pid.remote() for i in sorted(self._alive)])
 
     def submit(self, run: RayExecutor, batch: Batch) -> None:
         with self._cond:
@@ -486,10 +478,6 @@ class RayExecutor:
         self.config: dict[str, Any]
         self.checks_pairs = False
 
-    @property
-    def gpus_per_worker(self) -> float | None:
-        return self.pool.gpus_per_worker
-
     def call(self, actor: Any, name: str, *args: Any) -> Any:
         return getattr(actor, name).remote(self.id, self.method, self.options, *args)
 
@@ -503,9 +491,6 @@ class RayExecutor:
 
     def expect(self, samples: list[Sample]) -> None:
         """Workers read images themselves: nothing to decode here."""
-
-    def pids(self) -> list[int]:
-        return self.pool.pids()
 
     def submit(self, batch: Batch) -> None:
         self.pool.submit(self, batch)
