@@ -148,6 +148,21 @@ def _count_switches(monkeypatch, crash_at=None):
     return calls
 
 
+def _kill_the_switch_then_rerun(monkeypatch, out, folder, crash_at):
+    """Replace the 64-pair run in `folder` by a 5-pair one, killed at the `crash_at`-th rename or link: the old set
+    or the new one shows, whole; a rerun leaves the new set alone in the folder."""
+    _count_switches(monkeypatch, crash_at)
+    with pytest.raises(KeyboardInterrupt):
+        _run("center-gaussian", out, limit=5, overwrite=True)
+    monkeypatch.undo()
+    assert _visible_set(folder) in ((64, 64, None), (5, 5, 5)), crash_at
+    (found,) = store.find_runs(out).runs
+    assert found.n_scored == _visible_set(folder)[1], crash_at
+    _run("center-gaussian", out, limit=5, overwrite=True)
+    assert _visible_set(folder) == (5, 5, 5)
+    assert len(list((folder / ".sets").iterdir())) == 1
+
+
 def test_a_kill_at_any_point_of_the_switch_shows_one_whole_set(tmp_path, monkeypatch):
     _run("center-gaussian", tmp_path / "probe", limit=None)
     calls = _count_switches(monkeypatch)
@@ -157,16 +172,7 @@ def test_a_kill_at_any_point_of_the_switch_shows_one_whole_set(tmp_path, monkeyp
     for crash_at in range(1, len(calls) + 1):
         out = tmp_path / f"crash-{crash_at}"
         folder = _run("center-gaussian", out, limit=None).run_dir
-        _count_switches(monkeypatch, crash_at)
-        with pytest.raises(KeyboardInterrupt):
-            _run("center-gaussian", out, limit=5, overwrite=True)
-        monkeypatch.undo()
-        assert _visible_set(folder) in ((64, 64, None), (5, 5, 5)), crash_at
-        (found,) = store.find_runs(out).runs
-        assert found.n_scored == _visible_set(folder)[1]
-        _run("center-gaussian", out, limit=5, overwrite=True)
-        assert _visible_set(folder) == (5, 5, 5)
-        assert len(list((folder / ".sets").iterdir())) == 1
+        _kill_the_switch_then_rerun(monkeypatch, out, folder, crash_at)
 
 
 def test_a_foreign_current_link_is_refused(tmp_path):
@@ -621,16 +627,7 @@ def test_a_kill_while_a_copy_is_made_a_set_again_shows_one_whole_set(tmp_path, m
         out = tmp_path / f"crash-{crash_at}"
         _copy_following_links(tmp_path / "runs", out)
         folder = out / "demo" / "center-gaussian"
-        _count_switches(monkeypatch, crash_at)
-        with pytest.raises(KeyboardInterrupt):
-            _run("center-gaussian", out, limit=5, overwrite=True)
-        monkeypatch.undo()
-        assert _visible_set(folder) in ((64, 64, None), (5, 5, 5)), crash_at
-        (found,) = store.find_runs(out).runs
-        assert found.n_scored == _visible_set(folder)[1], crash_at
-        _run("center-gaussian", out, limit=5, overwrite=True)
-        assert _visible_set(folder) == (5, 5, 5)
-        assert len(list((folder / ".sets").iterdir())) == 1
+        _kill_the_switch_then_rerun(monkeypatch, out, folder, crash_at)
 
 
 @pytest.mark.parametrize(
